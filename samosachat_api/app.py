@@ -1,0 +1,82 @@
+"""The application factory: `sanic samosachat_api.app:create_app --factory`."""
+
+from __future__ import annotations
+
+from sanic import Sanic
+from tortoise.contrib.sanic import register_tortoise
+
+from . import blueprints
+from .auth import Authenticator, current_user
+from .clients import AuthClient, AuthenticatedUser, InferenceClient, new_http_client
+from .errors import render_error
+from .generations import Generations
+from .logging import bind_request_context, configure_logging, log_access
+from .settings import Settings, SettingsError, tortoise_config
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def create_app(*, settings: Settings | None = None) -> Sanic:
+    """Build the service from its settings.
+
+    One factory, so that the Procfile, `sanic --dev` and the tests wire the app the same way;
+    every worker process calls it for itself.
+    """
+    if settings is None:
+        try:
+            settings = Settings.from_env()
+        except SettingsError as exc:
+            raise SystemExit(f"samosachat-api: {exc}") from None
+    configure_logging(settings.log_level)
+
+    app = Sanic("samosachat_api", configure_logging=False)
+    app.config.update(
+        REQUEST_MAX_SIZE=MAX_BODY_BYTES,
+        ACCESS_LOG=False,  # log_access writes the access line, with trace_id and user_id
+        MOTD=False,
+        FALLBACK_ERROR_FORMAT="json",
+        GRACEFUL_SHUTDOWN_TIMEOUT=settings.graceful_shutdown_timeout,
+        INJECTION_SIGNAL="http.handler.before",  # after the request middleware has bound the trace id
+        CORS_ORIGINS=",".join(settings.frontend_url),
+        CORS_SUPPORTS_CREDENTIALS=True,
+        OAS_UI_DEFAULT="swagger",
+        OAS_URL_PREFIX="/docs",
+    )
+    app.ctx.settings = settings
+    _wire_dependencies(app, settings)
+
+    register_tortoise(
+        app,
+        config=tortoise_config(settings.database_url),
+        generate_schemas=settings.database_url.startswith("sqlite"),
+    )
+    app.blueprint([blueprints.health, blueprints.conversations, blueprints.messages, blueprints.llm_models])
+    app.error_handler.add(Exception, render_error)
+    app.register_middleware(bind_request_context, "request")
+    app.register_middleware(log_access, "response")
+    app.before_server_stop(_drain_answers)
+    app.after_server_stop(_close_clients)
+    return app
+
+
+def _wire_dependencies(app: Sanic, settings: Settings) -> None:
+    auth_http = new_http_client(settings.auth_service_url, settings.internal_api_key)
+    inference_http = new_http_client(settings.inference_service_url, settings.internal_api_key)
+    app.ctx.http_clients = (auth_http, inference_http)
+    app.ctx.authenticator = Authenticator(
+        AuthClient(auth_http), settings.auth_cache_ttl_seconds, settings.auth_cache_max_size
+    )
+    app.ctx.generations = Generations()
+    app.ext.dependency(settings)
+    app.ext.dependency(app.ctx.generations)
+    app.ext.dependency(InferenceClient(inference_http))
+    app.ext.add_dependency(AuthenticatedUser, current_user)
+
+
+async def _drain_answers(app: Sanic) -> None:
+    await app.ctx.generations.drain(app.ctx.settings.graceful_shutdown_timeout)
+
+
+async def _close_clients(app: Sanic) -> None:
+    for client in app.ctx.http_clients:
+        await client.aclose()

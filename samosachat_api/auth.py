@@ -1,0 +1,64 @@
+"""Bearer token -> user: validated by the auth service, cached briefly, one call per token at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+
+import structlog
+from cachetools import TLRUCache
+from sanic import Request
+from sanic.exceptions import Unauthorized
+
+from .clients import AuthClient, AuthenticatedUser
+
+log = structlog.get_logger(__name__)
+
+
+class Authenticator:
+    def __init__(self, client: AuthClient, ttl_seconds: float, max_size: int) -> None:
+        self._client = client
+        self._ttl = ttl_seconds
+        # Keyed by the token's SHA-256, never the token; an entry lives until the TTL or the
+        # token's own expiry, whichever comes first.
+        self._cache: TLRUCache[str, AuthenticatedUser] = TLRUCache(
+            maxsize=max_size, ttu=self._expires_at, timer=time.time
+        )
+        self._in_flight: dict[str, asyncio.Future[AuthenticatedUser | None]] = {}
+
+    def _expires_at(self, _key: str, user: AuthenticatedUser, now: float) -> float:
+        return min(now + self._ttl, user.expires_at or float("inf"))
+
+    async def user_for(self, token: str) -> AuthenticatedUser:
+        key = hashlib.sha256(token.encode()).hexdigest()
+        if (user := self._cache.get(key)) is not None:
+            return user
+        call = self._in_flight.get(key)
+        if call is None:
+            # Concurrent requests with the same token share this one call to the auth service.
+            call = asyncio.ensure_future(self._client.validate(token))
+            self._in_flight[key] = call
+            call.add_done_callback(lambda _: self._in_flight.pop(key, None))
+        user = await asyncio.shield(call)
+        if user is None:
+            raise Unauthorized("Invalid or expired token", scheme="Bearer")
+        if user.expires_at is None or user.expires_at > time.time():
+            self._cache[key] = user
+        return user
+
+
+def bearer_token(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("Missing or malformed bearer token", scheme="Bearer")
+    return token
+
+
+async def current_user(request: Request) -> AuthenticatedUser:
+    """The sanic-ext dependency behind every `user: AuthenticatedUser` handler argument."""
+    authenticator: Authenticator = request.app.ctx.authenticator
+    user = await authenticator.user_for(bearer_token(request))
+    structlog.contextvars.bind_contextvars(user_id=str(user.id))
+    return user

@@ -1,0 +1,6 @@
+from .conversations import bp as conversations
+from .health import bp as health
+from .llm_models import bp as llm_models
+from .messages import bp as messages
+
+__all__ = ["conversations", "health", "llm_models", "messages"]

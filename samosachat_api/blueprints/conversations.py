@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from uuid import UUID
+
+from sanic import Blueprint, Request, empty, json
+from sanic.response import HTTPResponse, JSONResponse
+from sanic_ext import validate
+
+from ..clients import AuthenticatedUser
+from ..schemas import CreateConversation, ListQuery, RenameConversation
+from ..services import conversations
+
+bp = Blueprint("conversations", url_prefix="/api/conversations")
+
+
+@bp.get("")
+@validate(query=ListQuery)
+async def list_conversations(request: Request, query: ListQuery, user: AuthenticatedUser) -> JSONResponse:
+    page = await conversations.list_page(user.id, query.limit, query.offset)
+    return json(
+        {
+            "items": [c.to_json() for c in page],
+            "grouped": {day: [c.to_json() for c in group] for day, group in conversations.group_by_day(page).items()},
+            "limit": query.limit,
+            "offset": query.offset,
+        }
+    )
+
+
+@bp.post("")
+@validate(json=CreateConversation)
+async def create_conversation(request: Request, body: CreateConversation, user: AuthenticatedUser) -> JSONResponse:
+    conversation = await conversations.create(user.id, body.title, body.model_tag)
+    return json(conversation.to_json(), status=201)
+
+
+@bp.get("/<conversation_id:uuid>")
+async def get_conversation(request: Request, conversation_id: UUID, user: AuthenticatedUser) -> JSONResponse:
+    conversation = await conversations.get(user.id, conversation_id)
+    history = await conversations.messages_of(conversation)
+    return json({**conversation.to_json(), "messages": [m.to_json() for m in history]})
+
+
+@bp.put("/<conversation_id:uuid>")
+@validate(json=RenameConversation)
+async def rename_conversation(
+    request: Request, conversation_id: UUID, body: RenameConversation, user: AuthenticatedUser
+) -> JSONResponse:
+    conversation = await conversations.rename(user.id, conversation_id, body.title)
+    return json(conversation.to_json())
+
+
+@bp.delete("/<conversation_id:uuid>")
+async def delete_conversation(request: Request, conversation_id: UUID, user: AuthenticatedUser) -> HTTPResponse:
+    await conversations.delete(user.id, conversation_id)
+    return empty()

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+import httpx
+import structlog
+
+from ..errors import UpstreamError, UpstreamUnavailable
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class AuthenticatedUser:
+    id: UUID
+    email: str
+    is_admin: bool
+    expires_at: float | None  # the token's own `exp` claim, seconds since the epoch
+
+
+class AuthClient:
+    """`POST /auth/validate` on the auth service."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    async def validate(self, token: str) -> AuthenticatedUser | None:
+        """The token's user, or None when the auth service says the token is not valid."""
+        try:
+            response = await self._http.post("/auth/validate", json={"token": token})
+        except httpx.TransportError as exc:
+            log.error("auth_service_unreachable", error=type(exc).__name__)
+            raise UpstreamUnavailable("Auth service unavailable") from None
+        if response.status_code == 401:
+            return None
+        if response.status_code == 403:
+            log.error("auth_service_rejected_internal_key")
+            raise UpstreamError("Auth service rejected this service's internal key")
+        if response.status_code != 200:
+            log.error("auth_service_error", upstream_status=response.status_code)
+            raise UpstreamError(f"Auth service answered {response.status_code}")
+        return _user_from(response)
+
+
+def _user_from(response: httpx.Response) -> AuthenticatedUser | None:
+    try:
+        body = response.json()
+        if body.get("valid") is not True:
+            return None
+        user, claims = body["user"], body.get("claims") or {}
+        exp = claims.get("exp")
+        return AuthenticatedUser(
+            id=UUID(str(user["id"])),
+            email=str(user.get("email") or ""),
+            is_admin=user.get("is_admin") is True,
+            expires_at=float(exp) if exp is not None else None,
+        )
+    except (ValueError, TypeError, KeyError, AttributeError):
+        log.error("auth_service_malformed_answer")
+        raise UpstreamError("Auth service sent a malformed answer") from None

@@ -1,0 +1,75 @@
+"""Errors the service answers with, and the one handler that renders them as JSON.
+
+SanicException
+ ├── BadRequest (400)              sanic: unreadable JSON; sanic-ext ValidationError: bad fields
+ │    └── NothingToAnswer          regenerate without a user message
+ ├── Unauthorized (401)            missing, malformed or rejected bearer token
+ ├── Forbidden (403)               non-admin asking for an admin route
+ ├── NotFound (404)                unknown route or id
+ │    └── ConversationNotFound     not a conversation of this user
+ ├── PayloadTooLarge (413)         sanic: body over REQUEST_MAX_SIZE
+ ├── AnswerInProgress (409)        an answer is already being generated
+ └── UpstreamError (502)           auth or inference service answered wrongly
+      └── UpstreamUnavailable (503) auth or inference service unreachable
+"""
+
+from __future__ import annotations
+
+import pydantic
+import structlog
+from sanic import Request, json
+from sanic.exceptions import BadRequest, NotFound, SanicException
+from sanic.response import HTTPResponse
+
+log = structlog.get_logger(__name__)
+
+
+class NothingToAnswer(BadRequest):
+    message = "The conversation has no user message to answer"
+
+
+class ConversationNotFound(NotFound):
+    message = "Conversation not found"
+
+
+class AnswerInProgress(SanicException):
+    status_code = 409
+    message = "An answer is already being generated for this conversation"
+    quiet = True
+
+
+class UpstreamError(SanicException):
+    status_code = 502
+    message = "Upstream service error"
+    quiet = True
+
+
+class UpstreamUnavailable(UpstreamError):
+    status_code = 503
+    message = "Upstream service unavailable"
+
+
+def _validation_detail(exc: Exception) -> str:
+    """A one-line account of what pydantic rejected (sanic-ext chains it as __context__)."""
+    cause = exc if isinstance(exc, pydantic.ValidationError) else exc.__context__
+    if not isinstance(cause, pydantic.ValidationError):
+        return str(exc)
+    problems = []
+    for error in cause.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        problems.append(f"{where}: {error['msg']}")
+    return "Invalid request: " + "; ".join(problems)
+
+
+def render_error(request: Request, exc: Exception) -> HTTPResponse:
+    if isinstance(exc, pydantic.ValidationError):
+        status, detail = 400, _validation_detail(exc)
+        log.warning("request_failed", status=status, error="ValidationError", detail=detail)
+    elif isinstance(exc, SanicException):
+        status = exc.status_code
+        detail = _validation_detail(exc) if status == 400 else str(exc) or exc.message
+        log.warning("request_failed", status=status, error=type(exc).__name__, detail=detail)
+    else:
+        status, detail = 500, "Internal server error"
+        log.exception("unhandled_error", error=type(exc).__name__)
+    return json({"detail": detail}, status=status, headers=getattr(exc, "headers", None))

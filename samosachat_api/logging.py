@@ -1,0 +1,87 @@
+"""JSON logs on stdout with the request's trace_id and user_id on every line."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import uuid
+
+import structlog
+from sanic import Request
+from sanic.response import HTTPResponse
+
+SERVICE = "chat-api"
+_TRACE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def _add_service(_logger, _method, event_dict):
+    event_dict["service"] = SERVICE
+    return event_dict
+
+
+def configure_logging(level: str) -> None:
+    """Route structlog and the standard library (sanic, tortoise, asyncpg) through one JSON renderer."""
+    shared = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _add_service,
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                structlog.processors.JSONRenderer(),
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("sanic.root", "sanic.error", "sanic.server", "sanic.access", "tortoise", "asyncpg"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+
+
+log = structlog.get_logger("samosachat_api.access")
+
+
+def trace_id_of(request: Request) -> str:
+    for header in ("x-trace-id", "x-request-id"):
+        value = request.headers.get(header, "")
+        if _TRACE_ID.match(value):
+            return value
+    return uuid.uuid4().hex
+
+
+async def bind_request_context(request: Request) -> None:
+    # Keep-alive requests share a connection task, so the context is reset per request.
+    structlog.contextvars.clear_contextvars()
+    request.ctx.trace_id = trace_id_of(request)
+    request.ctx.started = time.perf_counter()
+    structlog.contextvars.bind_contextvars(trace_id=request.ctx.trace_id)
+
+
+async def log_access(request: Request, response: HTTPResponse) -> None:
+    if not hasattr(request.ctx, "trace_id"):  # failed before request middleware (e.g. 404, 413)
+        await bind_request_context(request)
+    response.headers["X-Trace-Id"] = request.ctx.trace_id
+    log.info(
+        "request",
+        method=request.method,
+        path=request.path,
+        status=response.status,
+        duration_ms=round((time.perf_counter() - request.ctx.started) * 1000, 1),
+    )

@@ -1,0 +1,86 @@
+"""The two tables the service shares with the old chat API: conversations and messages."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+from uuid import UUID
+
+from tortoise import fields
+from tortoise.indexes import Index
+from tortoise.models import Model
+from tortoise.queryset import QuerySet
+
+DEFAULT_TITLE = "New conversation"
+DEFAULT_MODEL_TAG = "default"
+
+
+class Role(str, Enum):
+    USER = "user"
+    ASSISTANT = "assistant"
+    SYSTEM = "system"
+
+
+class Conversation(Model):
+    id = fields.UUIDField(primary_key=True)
+    user_id = fields.UUIDField()
+    title = fields.CharField(max_length=500, default=DEFAULT_TITLE)
+    model_tag = fields.CharField(max_length=100, default=DEFAULT_MODEL_TAG)
+    is_favorited = fields.BooleanField(default=False)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    messages: fields.ReverseRelation[Message]
+
+    class Meta:
+        table = "conversations"
+        indexes = [Index(fields=("user_id", "updated_at"), name="ix_conversations_user_updated")]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "user_id": str(self.user_id),
+            "title": self.title,
+            "model_tag": self.model_tag,
+            "is_favorited": self.is_favorited,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+    @classmethod
+    def owned_by(cls, user_id: UUID) -> QuerySet[Conversation]:
+        """The only way the service reads conversations: always scoped to one user."""
+        return cls.filter(user_id=user_id)
+
+
+class Message(Model):
+    id = fields.UUIDField(primary_key=True)
+    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
+        "models.Conversation", related_name="messages", on_delete=fields.CASCADE
+    )
+    role = fields.CharEnumField(Role, max_length=20)
+    content = fields.TextField()
+    token_count = fields.IntField(null=True)
+    model_tag = fields.CharField(max_length=100, null=True)
+    inference_time_ms = fields.IntField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    conversation_id: UUID
+
+    class Meta:
+        table = "messages"
+        indexes = [
+            Index(fields=("conversation_id", "created_at"), name="ix_messages_conversation_created")
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "conversation_id": str(self.conversation_id),
+            "role": self.role.value,
+            "content": self.content,
+            "token_count": self.token_count or 0,
+            "model_tag": self.model_tag or "",
+            "inference_time_ms": self.inference_time_ms or 0,
+            "created_at": self.created_at.isoformat(),
+        }

@@ -1,0 +1,52 @@
+"""Conversations of one user: every function takes the owner's id and never crosses it."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timezone
+from uuid import UUID
+
+from ..errors import ConversationNotFound
+from ..models import DEFAULT_MODEL_TAG, DEFAULT_TITLE, Conversation, Message
+
+
+async def list_page(user_id: UUID, limit: int, offset: int) -> list[Conversation]:
+    query = Conversation.owned_by(user_id).order_by("-updated_at", "-id")
+    return await query.offset(offset).limit(limit)
+
+
+def group_by_day(conversations: list[Conversation]) -> dict[str, list[Conversation]]:
+    """Conversations keyed by the UTC date of their last activity, keeping their order."""
+    groups: dict[str, list[Conversation]] = defaultdict(list)
+    for conversation in conversations:
+        groups[conversation.updated_at.astimezone(timezone.utc).date().isoformat()].append(conversation)
+    return dict(groups)
+
+
+async def create(user_id: UUID, title: str | None, model_tag: str | None) -> Conversation:
+    return await Conversation.create(
+        user_id=user_id, title=title or DEFAULT_TITLE, model_tag=model_tag or DEFAULT_MODEL_TAG
+    )
+
+
+async def get(user_id: UUID, conversation_id: UUID) -> Conversation:
+    conversation = await Conversation.owned_by(user_id).get_or_none(id=conversation_id)
+    if conversation is None:
+        raise ConversationNotFound()
+    return conversation
+
+
+async def messages_of(conversation: Conversation) -> list[Message]:
+    return await Message.filter(conversation_id=conversation.id).order_by("created_at")
+
+
+async def rename(user_id: UUID, conversation_id: UUID, title: str) -> Conversation:
+    conversation = await get(user_id, conversation_id)
+    conversation.title = title
+    await conversation.save(update_fields=["title", "updated_at"])
+    return conversation
+
+
+async def delete(user_id: UUID, conversation_id: UUID) -> None:
+    if not await Conversation.owned_by(user_id).filter(id=conversation_id).delete():
+        raise ConversationNotFound()

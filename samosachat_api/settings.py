@@ -1,0 +1,161 @@
+"""Every setting the service reads, parsed once from the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A bad environment value; the message names the variable."""
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError("must be greater than 0")
+    return number
+
+
+def _temperature(value: str) -> float:
+    number = float(value)
+    if not 0 <= number <= 2:
+        raise ValueError("must be between 0 and 2")
+    return number
+
+
+def _top_k(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 200:
+        raise ValueError("must be between 0 and 200")
+    return number
+
+
+def _database_url(value: str) -> str:
+    """Accept the URL forms PaaS providers and the old service use; Tortoise wants postgres://."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://"):
+        if value.startswith(prefix):
+            return "postgres://" + value[len(prefix) :]
+    if not value.startswith(("postgres://", "sqlite://")):
+        raise ValueError("must start with postgres://, postgresql:// or sqlite://")
+    return value
+
+
+def _http_url(value: str) -> str:
+    url = value.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return url
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _log_level(value: str) -> str:
+    level = value.strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return level
+
+
+# Environment variable -> (parser, default). Field names are the lower-cased variable names.
+_ENV: dict[str, tuple[Callable[[str], Any], str]] = {
+    "DATABASE_URL": (_database_url, "postgres://localhost/samosachaat"),
+    "AUTH_SERVICE_URL": (_http_url, "http://auth:8001"),
+    "INFERENCE_SERVICE_URL": (_http_url, "http://inference:8000"),
+    "INTERNAL_API_KEY": (str, ""),
+    "MAX_CONVERSATION_HISTORY": (_positive_int, "50"),
+    "MAX_TOKEN_BUDGET": (_positive_int, "6000"),
+    "FRONTEND_URL": (_split, "http://localhost:3000"),
+    "LOG_LEVEL": (_log_level, "INFO"),
+    "AUTH_CACHE_TTL_SECONDS": (_positive_float, "300"),
+    "AUTH_CACHE_MAX_SIZE": (_positive_int, "1024"),
+    "INFERENCE_DEFAULT_TEMPERATURE": (_temperature, "0.8"),
+    "INFERENCE_DEFAULT_MAX_TOKENS": (_positive_int, "1024"),
+    "INFERENCE_DEFAULT_TOP_K": (_top_k, "50"),
+    "ADMIN_EMAILS": (lambda v: tuple(e.lower() for e in _split(v)), ""),
+    "SSE_HEARTBEAT_SECONDS": (_positive_float, "15"),
+    "GRACEFUL_SHUTDOWN_TIMEOUT": (_positive_float, "30"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    auth_service_url: str
+    inference_service_url: str
+    internal_api_key: str
+    max_conversation_history: int
+    max_token_budget: int
+    frontend_url: tuple[str, ...]
+    log_level: str
+    auth_cache_ttl_seconds: float
+    auth_cache_max_size: int
+    inference_default_temperature: float
+    inference_default_max_tokens: int
+    inference_default_top_k: int
+    admin_emails: tuple[str, ...]
+    sse_heartbeat_seconds: float
+    graceful_shutdown_timeout: float
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        values = {}
+        for name, (parse, default) in _ENV.items():
+            raw = environ.get(name, default)
+            try:
+                values[name.lower()] = parse(raw)
+            except ValueError as exc:
+                raise SettingsError(f"invalid {name}={raw!r}: {exc}") from None
+        return cls(**values)
+
+    def __repr__(self) -> str:  # keep the internal key and DB password out of tracebacks
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown["internal_api_key"] = "***" if self.internal_api_key else ""
+        shown["database_url"] = "***"
+        return f"Settings({shown})"
+
+
+MODELS_MODULE = "samosachat_api.models"
+
+
+def tortoise_config(database_url: str) -> dict[str, Any]:
+    return {
+        "connections": {"default": database_url},
+        "apps": {
+            "models": {
+                "models": [MODELS_MODULE],
+                "default_connection": "default",
+                "migrations": "migrations",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+def __getattr__(name: str) -> Any:
+    # `tortoise migrate` reads TORTOISE_ORM from here ([tool.tortoise] in pyproject.toml);
+    # built lazily so importing this module never reads the environment.
+    if name == "TORTOISE_ORM":
+        return tortoise_config(Settings.from_env().database_url)
+    raise AttributeError(name)

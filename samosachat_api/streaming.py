@@ -1,0 +1,102 @@
+"""An answer's generation (upstream tokens -> events -> stored message) and its SSE relay."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import structlog
+from sanic import Request
+
+from .clients import InferenceClient
+from .errors import UpstreamError
+from .generations import HEARTBEAT, Answer
+from .services import messages
+
+log = structlog.get_logger(__name__)
+
+DONE = json.dumps({"done": True})
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+@dataclass(frozen=True)
+class AnswerJob:
+    conversation_id: UUID
+    model_tag: str
+    request: dict[str, Any]  # the body of POST /generate
+    replaces: UUID | None = None  # the assistant answer a regenerated one takes the place of
+
+
+@dataclass
+class _Received:
+    started: float = field(default_factory=time.perf_counter)
+    tokens: list[str] = field(default_factory=list)
+    done_event: str | None = None  # the upstream's own `done` event, held back until stored
+    elapsed_ms: int = 0
+
+
+async def generate(answer: Answer, job: AnswerJob, inference: InferenceClient) -> None:
+    """Relay the upstream's events, store the answer, then send `done`; report failures as events."""
+    received = _Received()
+    try:
+        await answer.read_upstream(_read(answer, job, inference, received))
+        received.elapsed_ms = round((time.perf_counter() - received.started) * 1000)
+        await _store(job, received)
+    except UpstreamError as exc:
+        log.warning("answer_failed", reason=exc.message, tokens=len(received.tokens))
+        answer.publish(json.dumps({"error": exc.message}))
+        received.done_event = None
+    except Exception:  # e.g. the database went away: tell the client rather than go silent
+        log.exception("answer_not_stored", tokens=len(received.tokens))
+        answer.publish(json.dumps({"error": "The answer could not be stored"}))
+        received.done_event = None
+    answer.publish(received.done_event or DONE)
+
+
+async def _read(answer: Answer, job: AnswerJob, inference: InferenceClient, received: _Received) -> None:
+    async for data, event in inference.generate(job.request):
+        if event.get("done") is True:
+            received.done_event = data
+            return
+        if "error" in event:
+            raise UpstreamError(f"Inference service failed: {event['error']}")
+        if "token" in event:
+            received.tokens.append(str(event["token"]))
+        answer.publish(data)
+    raise UpstreamError("Inference stream ended before it was done")
+
+
+async def _store(job: AnswerJob, received: _Received) -> None:
+    stopped = received.done_event is None
+    if stopped and not received.tokens:
+        log.info("answer_stopped_before_first_token")
+        return
+    stored = await messages.store_answer(
+        job.conversation_id,
+        "".join(received.tokens),
+        token_count=len(received.tokens),
+        inference_time_ms=received.elapsed_ms,
+        model_tag=job.model_tag,
+        replaces=job.replaces,
+    )
+    log.info(
+        "answer_stored" if stored else "answer_discarded",
+        stopped=stopped,
+        tokens=len(received.tokens),
+        inference_time_ms=received.elapsed_ms,
+    )
+
+
+async def relay(request: Request, answer: Answer, after: int, heartbeat: float) -> None:
+    """Send the answer's events from `after` on as Server-Sent Events, with `: ping` when idle."""
+    response = await request.respond(content_type="text/event-stream", headers=SSE_HEADERS)
+    async for item in answer.follow(after, heartbeat):
+        if item is HEARTBEAT:
+            await response.send(": ping\n\n")
+        else:
+            event_id, data = item
+            await response.send(f"id: {event_id}\ndata: {data}\n\n")
+    await response.eof()
