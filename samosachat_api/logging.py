@@ -50,6 +50,7 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise
     for name in ("sanic.root", "sanic.error", "sanic.server", "sanic.access", "tortoise", "asyncpg"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

@@ -1,0 +1,131 @@
+"""A database of its own per test run (migrated with the release command), a live app per test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+import respx
+from sanic import Sanic
+
+from samosachat_api.app import create_app
+from samosachat_api.settings import Settings
+
+from .support.upstreams import AUTH_URL, INFERENCE_URL, Upstreams
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_SERVER = os.environ.get("TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432")
+
+
+@pytest.fixture(scope="session")
+async def database_url() -> AsyncIterator[str]:
+    name = f"samosachat_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(f"{PG_SERVER}/postgres")
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"{PG_SERVER}/{name}"
+    try:
+        migrate(url)
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def migrate(database_url: str) -> subprocess.CompletedProcess:
+    """Run the Procfile's release command against `database_url`."""
+    release = (ROOT / "Procfile").read_text().split("release:", 1)[1].splitlines()[0].strip()
+    env = {**os.environ, "DATABASE_URL": database_url}
+    bin_dir = Path(sys.executable).parent
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    return subprocess.run(release, shell=True, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection for checking what the service stored; tables are emptied afterwards."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        yield connection
+    finally:
+        await connection.execute("TRUNCATE conversations, messages")
+        await connection.close()
+
+
+@pytest.fixture
+def upstreams() -> AsyncIterator[Upstreams]:
+    with respx.mock(assert_all_called=False) as router:
+        stand_ins = Upstreams(router)
+        stand_ins.install()
+        yield stand_ins
+
+
+@pytest.fixture
+def env(database_url: str) -> dict[str, str]:
+    """The environment the app is built from; tests may change it before using `client`."""
+    return {
+        "DATABASE_URL": database_url,
+        "AUTH_SERVICE_URL": AUTH_URL,
+        "INFERENCE_SERVICE_URL": INFERENCE_URL,
+        "INTERNAL_API_KEY": "internal-secret-key",
+        "ADMIN_EMAILS": "boss@example.com",
+        "LOG_LEVEL": "INFO",
+    }
+
+
+@pytest.fixture
+async def app(env: dict[str, str], db, upstreams) -> AsyncIterator[Sanic]:
+    Sanic.test_mode = True
+    application = create_app(settings=Settings.from_env(env))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = await application.create_server(sock=sock, return_asyncio_server=True)
+    try:
+        await server.startup()
+        await server.before_start()
+        await server.after_start()
+        await server.start_serving()
+        application.ctx.test_port = sock.getsockname()[1]
+        yield application
+    finally:
+        await server.before_stop()
+        server.close()
+        await server.wait_closed()
+        await server.after_stop()
+        Sanic._app_registry.pop(application.name, None)
+
+
+@pytest.fixture
+async def client(app: Sanic) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{app.ctx.test_port}", timeout=10) as http:
+        yield http
+
+
+@pytest.fixture
+def alice(upstreams: Upstreams) -> dict[str, str]:
+    token, _ = upstreams.add_user(email="alice@example.com")
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def bob(upstreams: Upstreams) -> dict[str, str]:
+    token, _ = upstreams.add_user(email="bob@example.com")
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def eventually(check: Callable[[], object], timeout: float = 5.0) -> object:
+    """Poll an async check until it returns something truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result or asyncio.get_running_loop().time() > deadline:
+            return result
+        await asyncio.sleep(0.02)

@@ -1,0 +1,280 @@
+"""The answer relay: events in order, the answer stored before `done`, failures reported in-stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import httpx
+
+from .conftest import eventually
+from .sse import parse, post_stream, tokens
+from .support.upstreams import sse, token_events
+
+
+async def new_conversation(client, headers, **body) -> str:
+    return (await client.post("/api/conversations", json=body, headers=headers)).json()["id"]
+
+
+async def rows(db, cid):
+    return await db.fetch(
+        "SELECT role, content, token_count, model_tag, inference_time_ms FROM messages"
+        " WHERE conversation_id = $1 ORDER BY created_at",
+        uuid.UUID(cid),
+    )
+
+
+async def test_relays_events_and_stores_answer(client, alice, upstreams, db):
+    upstreams.generate_chunks = sse(*token_events("Sam", "osa", "!"))
+    cid = await new_conversation(client, alice, model_tag="large")
+    response = await client.post(f"/api/conversations/{cid}/messages", json={"content": "Hi"}, headers=alice)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["x-accel-buffering"] == "no"
+    events, _ = parse(response.text)
+    assert [e.data for e in events] == [{"token": "Sam", "gpu": 0}, {"token": "osa", "gpu": 0}, {"token": "!", "gpu": 0}, {"done": True}]
+    assert [e.id for e in events] == [1, 2, 3, 4]
+    stored = await rows(db, cid)
+    assert [(r["role"], r["content"]) for r in stored] == [("user", "Hi"), ("assistant", "Samosa!")]
+    answer = stored[1]
+    assert (answer["token_count"], answer["model_tag"]) == (3, "large")
+    assert answer["inference_time_ms"] >= 0
+
+
+async def test_data_lines_are_the_upstream_json_unchanged(client, alice, upstreams):
+    upstreams.generate_chunks = [b'data: {"token":"a","gpu":1,"extra":[1,2]}\n\n', b'data: {"done":true}\n\n']
+    cid = await new_conversation(client, alice)
+    response = await client.post(f"/api/conversations/{cid}/messages", json={"content": "Hi"}, headers=alice)
+    assert 'data: {"token":"a","gpu":1,"extra":[1,2]}\n\n' in response.text
+    assert response.text.endswith('data: {"done":true}\n\n')
+
+
+async def test_answer_is_stored_before_done_is_sent(client, alice, upstreams, db):
+    upstreams.generate_chunks = sse(*token_events("x", "y"))
+    cid = await new_conversation(client, alice)
+    async with client.stream("POST", f"/api/conversations/{cid}/messages", json={"content": "Hi"}, headers=alice) as r:
+        async for line in r.aiter_lines():
+            if line.startswith("data:") and json.loads(line[5:]).get("done"):
+                stored = await rows(db, cid)
+                break
+    assert [r["content"] for r in stored] == ["Hi", "xy"]
+
+
+async def test_first_message_sets_title_and_bumps_updated_at(client, alice, db):
+    cid = await new_conversation(client, alice)
+    before = await db.fetchval("SELECT updated_at FROM conversations WHERE id = $1", uuid.UUID(cid))
+    long_question = "How do I fold a samosa so that the filling stays inside while frying? " * 3
+    await client.post(f"/api/conversations/{cid}/messages", json={"content": long_question}, headers=alice)
+    conversation = (await client.get(f"/api/conversations/{cid}", headers=alice)).json()
+    assert conversation["title"] == long_question[:80]
+    assert await db.fetchval("SELECT updated_at FROM conversations WHERE id = $1", uuid.UUID(cid)) > before
+    await client.post(f"/api/conversations/{cid}/messages", json={"content": "second question"}, headers=alice)
+    assert (await client.get(f"/api/conversations/{cid}", headers=alice)).json()["title"] == long_question[:80]
+
+
+async def test_custom_title_is_kept(client, alice):
+    cid = await new_conversation(client, alice, title="Mine")
+    await client.post(f"/api/conversations/{cid}/messages", json={"content": "Hello"}, headers=alice)
+    assert (await client.get(f"/api/conversations/{cid}", headers=alice)).json()["title"] == "Mine"
+
+
+async def test_most_recently_active_conversation_is_listed_first(client, alice):
+    first = await new_conversation(client, alice, title="first")
+    await new_conversation(client, alice, title="second")
+    await client.post(f"/api/conversations/{first}/messages", json={"content": "back again"}, headers=alice)
+    listed = (await client.get("/api/conversations", headers=alice)).json()["items"]
+    assert [c["title"] for c in listed] == ["first", "second"]
+
+
+async def test_generation_parameters_default_and_override(client, alice, upstreams):
+    cid = await new_conversation(client, alice)
+    await client.post(f"/api/conversations/{cid}/messages", json={"content": "a"}, headers=alice)
+    await client.post(
+        f"/api/conversations/{cid}/messages",
+        json={"content": "b", "temperature": 0.1, "max_tokens": 7, "top_k": 0},
+        headers=alice,
+    )
+    defaults, custom = upstreams.generate_requests
+    assert (defaults["temperature"], defaults["max_tokens"], defaults["top_k"]) == (0.8, 1024, 50)
+    assert (custom["temperature"], custom["max_tokens"], custom["top_k"]) == (0.1, 7, 0)
+    assert custom["messages"] == [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "Hi there"},
+        {"role": "user", "content": "b"},
+    ]
+
+
+async def test_history_window_limits(client, alice, upstreams, db, app):
+    settings = app.ctx.settings
+    cid = await new_conversation(client, alice)
+    for i in range(settings.max_conversation_history + 5):
+        await db.execute(
+            "INSERT INTO messages (id, conversation_id, role, content, created_at)"
+            " VALUES ($1, $2, 'user', $3, now() - interval '1 hour' + $4 * interval '1 second')",
+            uuid.uuid4(), uuid.UUID(cid), f"old{i}", i,
+        )
+    await client.post(f"/api/conversations/{cid}/messages", json={"content": "newest"}, headers=alice)
+    sent = upstreams.generate_requests[-1]["messages"]
+    assert len(sent) == settings.max_conversation_history
+    assert sent[-1]["content"] == "newest"
+    assert sent[0]["content"] == "old6"
+
+
+def test_character_budget_drops_oldest_but_always_sends_newest():
+    from samosachat_api.services.messages import HistoryWindow
+    from samosachat_api.models import Message, Role
+
+    def msg(text):
+        return Message(role=Role.USER, content=text)
+
+    window = HistoryWindow(max_messages=10, max_characters=10)
+    assert [m["content"] for m in window.apply([msg("aaaa"), msg("bbbb"), msg("cccc")])] == ["bbbb", "cccc"]
+    assert [m["content"] for m in window.apply([msg("a"), msg("x" * 50)])] == ["x" * 50]
+    assert [m["content"] for m in HistoryWindow(2, 100).apply([msg("1"), msg("2"), msg("3")])] == ["2", "3"]
+
+
+async def test_odd_chunking_is_relayed_intact(client, alice, upstreams, db):
+    text = 'data: {"token": "नमस्ते", "gpu": 0}\r\n\r\n: keep-alive\r\n\r\ndata: {"token": " 🥟", "gpu": 0}\n\ndata: {"done": true}\n\n'
+    raw = text.encode()
+    # split inside multi-byte characters, inside "data:", between \r and \n
+    upstreams.generate_chunks = [raw[i : i + 3] for i in range(0, len(raw), 3)]
+    cid = await new_conversation(client, alice)
+    status, events = await post_stream(client, f"/api/conversations/{cid}/messages", alice, {"content": "hi"})
+    assert status == 200
+    assert [e.data for e in events] == [{"token": "नमस्ते", "gpu": 0}, {"token": " 🥟", "gpu": 0}, {"done": True}]
+    assert (await rows(db, cid))[1]["content"] == "नमस्ते 🥟"
+
+
+async def failing_answer(client, alice, upstreams, db):
+    cid = await new_conversation(client, alice)
+    status, events = await post_stream(client, f"/api/conversations/{cid}/messages", alice, {"content": "hi"})
+    assert status == 200
+    assert events[-1].data == {"done": True}
+    assert "error" in events[-2].data
+    stored = await rows(db, cid)
+    assert [r["role"] for r in stored] == ["user"]  # the question stays, no partial answer
+    return events
+
+
+async def test_upstream_error_status(client, alice, upstreams, db):
+    upstreams.generate_status = 500
+    upstreams.generate_chunks = [b'{"detail": "gpu on fire"}']
+    events = await failing_answer(client, alice, upstreams, db)
+    assert events[0].data == {"error": "Inference service answered 500"}
+
+
+async def test_upstream_unreachable(client, alice, upstreams, db):
+    upstreams.router.routes["generate"].side_effect = httpx.ConnectError("refused")
+    events = await failing_answer(client, alice, upstreams, db)
+    assert events[0].data == {"error": "Inference service unavailable"}
+
+
+async def test_upstream_silent_past_read_timeout(client, alice, upstreams, db):
+    upstreams.router.routes["generate"].side_effect = httpx.ReadTimeout("silent")
+    events = await failing_answer(client, alice, upstreams, db)
+    assert events[0].data == {"error": "Inference service timed out"}
+
+
+async def test_upstream_breaks_off_mid_stream(client, alice, upstreams, db):
+    upstreams.generate_chunks = [*sse({"token": "par", "gpu": 0}, {"token": "tial", "gpu": 0}), httpx.RemoteProtocolError("peer closed")]
+    events = await failing_answer(client, alice, upstreams, db)
+    assert tokens(events) == "partial"
+    assert events[-2].data == {"error": "Inference stream broke off"}
+
+
+async def test_upstream_ends_without_done(client, alice, upstreams, db):
+    upstreams.generate_chunks = sse({"token": "a", "gpu": 0})
+    events = await failing_answer(client, alice, upstreams, db)
+    assert events[-2].data == {"error": "Inference stream ended before it was done"}
+
+
+async def test_upstream_error_event_and_malformed_event(client, alice, upstreams, db):
+    upstreams.generate_chunks = sse({"token": "a", "gpu": 0}, {"error": "out of memory"})
+    events = await failing_answer(client, alice, upstreams, db)
+    assert events[-2].data == {"error": "Inference service failed: out of memory"}
+    upstreams.generate_chunks = [b"data: not json\n\n"]
+    events = await failing_answer(client, alice, upstreams, db)
+    assert events[-2].data == {"error": "Inference service sent a malformed event"}
+
+
+async def test_client_disconnect_still_stores_answer(client, alice, upstreams, db):
+    words = [f"w{i} " for i in range(30)]
+    upstreams.generate_chunks = sse(*token_events(*words))
+    upstreams.generate_delay = 0.01
+    cid = await new_conversation(client, alice)
+    seen = 0
+    async with client.stream("POST", f"/api/conversations/{cid}/messages", json={"content": "hi"}, headers=alice) as r:
+        async for line in r.aiter_lines():
+            seen += line.startswith("data:")
+            if seen == 3:
+                break  # the browser goes away mid-answer
+
+    async def answer_stored():
+        stored = await rows(db, cid)
+        return len(stored) == 2 and stored[1]
+
+    answer = await eventually(answer_stored)
+    assert answer and answer["content"] == "".join(words)
+    assert answer["token_count"] == 30
+
+
+async def test_conversation_deleted_while_answering(client, alice, upstreams, db, app):
+    upstreams.generate_chunks = sse(*token_events(*["t"] * 20))
+    upstreams.generate_delay = 0.01
+    cid = await new_conversation(client, alice)
+    stream = asyncio.create_task(post_stream(client, f"/api/conversations/{cid}/messages", alice, {"content": "hi"}))
+    await eventually(lambda: asyncio.sleep(0, len(upstreams.generate_requests)))
+    assert (await client.delete(f"/api/conversations/{cid}", headers=alice)).status_code == 204
+    status, events = await stream
+    assert status == 200 and events[-1].data == {"done": True}
+    assert await db.fetchval("SELECT count(*) FROM messages") == 0
+    assert await db.fetchval("SELECT count(*) FROM conversations") == 0
+    assert len(app.ctx.generations) == 0
+
+
+async def test_regenerate_replaces_newest_answer(client, alice, upstreams, db):
+    cid = await new_conversation(client, alice)
+    await client.post(f"/api/conversations/{cid}/messages", json={"content": "q"}, headers=alice)
+    upstreams.generate_chunks = sse(*token_events("better"))
+    status, events = await post_stream(client, f"/api/conversations/{cid}/regenerate", alice, {"temperature": 1.5})
+    assert status == 200 and tokens(events) == "better"
+    assert upstreams.generate_requests[-1]["messages"] == [{"role": "user", "content": "q"}]
+    assert upstreams.generate_requests[-1]["temperature"] == 1.5
+    assert [(r["role"], r["content"]) for r in await rows(db, cid)] == [("user", "q"), ("assistant", "better")]
+
+
+async def test_regenerate_without_body_uses_defaults(client, alice, upstreams, db):
+    cid = await new_conversation(client, alice)
+    await client.post(f"/api/conversations/{cid}/messages", json={"content": "q"}, headers=alice)
+    response = await client.post(f"/api/conversations/{cid}/regenerate", headers=alice)
+    assert response.status_code == 200
+    assert upstreams.generate_requests[-1]["temperature"] == 0.8
+
+
+async def test_failed_regenerate_keeps_old_answer(client, alice, upstreams, db):
+    cid = await new_conversation(client, alice)
+    await client.post(f"/api/conversations/{cid}/messages", json={"content": "q"}, headers=alice)
+    upstreams.generate_chunks = [*sse({"token": "new", "gpu": 0}), httpx.ReadError("gone")]
+    status, events = await post_stream(client, f"/api/conversations/{cid}/regenerate", alice)
+    assert "error" in events[-2].data
+    assert [(r["role"], r["content"]) for r in await rows(db, cid)] == [("user", "q"), ("assistant", "Hi there")]
+
+
+async def test_regenerate_answers_a_question_left_unanswered(client, alice, upstreams, db):
+    cid = await new_conversation(client, alice)
+    upstreams.generate_status = 503
+    await client.post(f"/api/conversations/{cid}/messages", json={"content": "q"}, headers=alice)
+    upstreams.generate_status = 200
+    status, events = await post_stream(client, f"/api/conversations/{cid}/regenerate", alice)
+    assert tokens(events) == "Hi there"
+    assert [r["role"] for r in await rows(db, cid)] == ["user", "assistant"]
+
+
+async def test_regenerate_with_nothing_to_answer_is_400(client, alice, upstreams):
+    cid = await new_conversation(client, alice)
+    response = await client.post(f"/api/conversations/{cid}/regenerate", headers=alice)
+    assert response.status_code == 400
+    assert response.json() == {"detail": "The conversation has no user message to answer"}
+    assert upstreams.generate_requests == []
