@@ -1,12 +1,11 @@
-"""Request bodies and query parameters: validated by sanic-ext, described in the OpenAPI spec."""
+"""Request bodies and query parameters: validated by sanic-ext, described in the OpenAPI spec.
+
+Bodies are validated strictly (`@validate(..., strict=True)`): "5" is not a number, true is not 1.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore")
+from pydantic import BaseModel, Field
 
 
 class ListQuery(BaseModel):
@@ -14,16 +13,16 @@ class ListQuery(BaseModel):
     offset: int = Field(0, ge=0)
 
 
-class CreateConversation(_Body):
+class CreateConversation(BaseModel):
     title: str | None = Field(None, max_length=500)
     model_tag: str | None = Field(None, max_length=100)
 
 
-class RenameConversation(_Body):
+class RenameConversation(BaseModel):
     title: str = Field(min_length=1, max_length=500)
 
 
-class GenerationParams(_Body):
+class GenerationParams(BaseModel):
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1, le=4096)
     top_k: int | None = Field(None, ge=0, le=200)
@@ -33,5 +32,5 @@ class SendMessage(GenerationParams):
     content: str = Field(min_length=1, max_length=8000)
 
 
-class SwapModel(_Body):
+class SwapModel(BaseModel):
     model_tag: str = Field(min_length=1, max_length=100)

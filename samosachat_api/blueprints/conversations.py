@@ -28,7 +28,7 @@ async def list_conversations(request: Request, query: ListQuery, user: Authentic
 
 
 @bp.post("")
-@validate(json=CreateConversation)
+@validate(json=CreateConversation, strict=True)
 async def create_conversation(request: Request, body: CreateConversation, user: AuthenticatedUser) -> JSONResponse:
     conversation = await conversations.create(user.id, body.title, body.model_tag)
     return json(conversation.to_json(), status=201)
@@ -42,7 +42,7 @@ async def get_conversation(request: Request, conversation_id: UUID, user: Authen
 
 
 @bp.put("/<conversation_id:uuid>")
-@validate(json=RenameConversation)
+@validate(json=RenameConversation, strict=True)
 async def rename_conversation(
     request: Request, conversation_id: UUID, body: RenameConversation, user: AuthenticatedUser
 ) -> JSONResponse:

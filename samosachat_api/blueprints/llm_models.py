@@ -19,7 +19,7 @@ async def list_models(request: Request, user: AuthenticatedUser, inference: Infe
 
 
 @bp.post("/swap")
-@validate(json=SwapModel)
+@validate(json=SwapModel, strict=True)
 async def swap_model(
     request: Request, body: SwapModel, user: AuthenticatedUser, inference: InferenceClient, settings: Settings
 ) -> JSONResponse:

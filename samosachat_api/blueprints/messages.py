@@ -25,7 +25,7 @@ Prepare = Callable[[], Awaitable[tuple[list[Message], UUID | None]]]
 
 
 @bp.post("/messages")
-@validate(json=SendMessage)
+@validate(json=SendMessage, strict=True)
 async def send_message(
     request: Request,
     conversation_id: UUID,
@@ -66,11 +66,12 @@ async def regenerate(
 async def resume(
     request: Request, conversation_id: UUID, user: AuthenticatedUser, settings: Settings, generations: Generations
 ) -> HTTPResponse | None:
+    after = _last_event_id(request)
     await conversations.get(user.id, conversation_id)
     answer = generations.attach(conversation_id)
     if answer is None:
         return empty()
-    await relay(request, answer, _last_event_id(request), settings.sse_heartbeat_seconds)
+    await relay(request, answer, after, settings.sse_heartbeat_seconds)
     return None
 
 
