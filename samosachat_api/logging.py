@@ -21,6 +21,19 @@ def _add_service(_logger, _method, event_dict):
     return event_dict
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to sys.stdout as it is when a line is logged, not as it was at set-up
+    (test runners swap it between set-up and test)."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def configure_logging(level: str) -> None:
     """Route structlog and the standard library (sanic, tortoise, asyncpg) through one JSON renderer."""
     shared = [
@@ -36,7 +49,7 @@ def configure_logging(level: str) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _StdoutHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,

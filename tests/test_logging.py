@@ -1,0 +1,72 @@
+"""One JSON object per log line, with trace_id and user_id; never a token, key or message content."""
+
+from __future__ import annotations
+
+import json
+
+from .sse import parse
+
+
+# `capsys` comes first in the tests' arguments so that it is in place before the app's log handler.
+def log_lines(capsys) -> list[dict]:
+    out = capsys.readouterr().out
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+async def test_every_line_is_json_with_trace_and_user(capsys, client, alice, upstreams):
+    capsys.readouterr()
+    cid = (await client.post("/api/conversations", json={}, headers=alice)).json()["id"]
+    response = await client.post(
+        f"/api/conversations/{cid}/messages",
+        json={"content": "my secret question"},
+        headers={**alice, "X-Trace-Id": "trace-abc-123"},
+    )
+    assert response.headers["x-trace-id"] == "trace-abc-123"
+    parse(response.text)
+    all_lines = log_lines(capsys)
+    open("/tmp/dbg.txt","w").write("\n".join(map(str, all_lines)))
+    lines = [line for line in all_lines if line.get("trace_id") == "trace-abc-123"]
+    assert {line["event"] for line in lines} >= {"request", "answer_stored"}
+    user_id = upstreams.users[alice["Authorization"][7:]]["user"]["id"]
+    for line in lines:
+        assert {"timestamp", "level", "event"} <= set(line)
+        assert line["service"] == "chat-api"
+        assert line["user_id"] == user_id
+    access = next(line for line in lines if line["event"] == "request")
+    assert access["status"] == 200 and access["method"] == "POST"
+
+
+async def test_trace_id_is_forwarded_upstream(client, alice, upstreams):
+    cid = (await client.post("/api/conversations", json={}, headers={**alice, "X-Request-Id": "req-42"})).json()["id"]
+    assert upstreams.router.routes["auth"].calls.last.request.headers["x-trace-id"] == "req-42"
+    await client.post(f"/api/conversations/{cid}/messages", json={"content": "q"}, headers={**alice, "X-Trace-Id": "t-7"})
+    assert upstreams.router.routes["generate"].calls.last.request.headers["x-trace-id"] == "t-7"
+
+
+async def test_generated_trace_id_when_none_or_unsafe(capsys, client):
+    capsys.readouterr()
+    response = await client.get("/api/health", headers={"X-Trace-Id": 'bad"id {with} spaces' + "x" * 200})
+    trace_id = response.headers["x-trace-id"]
+    assert len(trace_id) == 32 and '"' not in trace_id
+    assert any(line.get("trace_id") == trace_id for line in log_lines(capsys))
+
+
+async def test_no_secrets_or_contents_in_logs(capsys, client, alice, upstreams):
+    capsys.readouterr()
+    token = alice["Authorization"][7:]
+    cid = (await client.post("/api/conversations", json={"title": "t"}, headers=alice)).json()["id"]
+    await client.post(f"/api/conversations/{cid}/messages", json={"content": "very private words"}, headers=alice)
+    await client.get("/api/conversations", headers={"Authorization": "Bearer some-invalid-token"})
+    upstreams.generate_status = 500
+    await client.post(f"/api/conversations/{cid}/messages", json={"content": "more private words"}, headers=alice)
+    out = capsys.readouterr().out
+    for secret in (token, "some-invalid-token", "internal-secret-key", "private words", "Hi there"):
+        assert secret not in out
+    assert all(json.loads(line) for line in out.splitlines() if line.strip())
+
+
+async def test_errors_log_one_structured_line(capsys, client, alice):
+    capsys.readouterr()
+    await client.post("/api/conversations", content=b"{bad", headers={**alice, "Content-Type": "application/json"})
+    failures = [line for line in log_lines(capsys) if line["event"] == "request_failed"]
+    assert len(failures) == 1 and failures[0]["status"] == 400
