@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sanic import Sanic
 from tortoise.contrib.sanic import register_tortoise
 
@@ -9,7 +11,7 @@ from . import blueprints
 from .auth import Authenticator, current_user
 from .clients import AuthClient, AuthenticatedUser, InferenceClient, new_http_client
 from .errors import render_error
-from .generations import Generations
+from .generations import STORE_GRACE_SECONDS, Generations
 from .logging import bind_request_context, configure_logging, log_access
 from .settings import Settings, SettingsError, tortoise_config
 
@@ -35,7 +37,8 @@ def create_app(*, settings: Settings | None = None) -> Sanic:
         ACCESS_LOG=False,  # log_access writes the access line, with trace_id and user_id
         MOTD=False,
         FALLBACK_ERROR_FORMAT="json",
-        GRACEFUL_SHUTDOWN_TIMEOUT=settings.graceful_shutdown_timeout,
+        # Open streams may outlive the answers' deadline by the time it takes to store them.
+        GRACEFUL_SHUTDOWN_TIMEOUT=settings.graceful_shutdown_timeout + STORE_GRACE_SECONDS,
         INJECTION_SIGNAL="http.handler.before",  # after the request middleware has bound the trace id
         CORS_ORIGINS=",".join(settings.frontend_url),
         CORS_SUPPORTS_CREDENTIALS=True,
@@ -54,8 +57,10 @@ def create_app(*, settings: Settings | None = None) -> Sanic:
     app.error_handler.add(Exception, render_error)
     app.register_middleware(bind_request_context, "request")
     app.register_middleware(log_access, "response")
-    app.before_server_stop(_drain_answers)
+    app.before_server_stop(_start_draining)
+    # Shutdown listeners run in reverse: these run before register_tortoise closes the database.
     app.after_server_stop(_close_clients)
+    app.after_server_stop(_finish_draining)
     return app
 
 
@@ -73,8 +78,14 @@ def _wire_dependencies(app: Sanic, settings: Settings) -> None:
     app.ext.add_dependency(AuthenticatedUser, current_user)
 
 
-async def _drain_answers(app: Sanic) -> None:
-    await app.ctx.generations.drain(app.ctx.settings.graceful_shutdown_timeout)
+async def _start_draining(app: Sanic) -> None:
+    # Not awaited here: Sanic closes the listening socket only after this listener returns,
+    # and then waits for open streams while the answers finish.
+    app.ctx.draining = asyncio.create_task(app.ctx.generations.drain(app.ctx.settings.graceful_shutdown_timeout))
+
+
+async def _finish_draining(app: Sanic) -> None:
+    await app.ctx.draining
 
 
 async def _close_clients(app: Sanic) -> None:

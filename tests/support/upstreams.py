@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,13 +26,18 @@ def token_events(*tokens: str) -> list[dict]:
     return [{"token": token, "gpu": 0} for token in tokens] + [{"done": True}]
 
 
-async def _body(chunks: Iterable[bytes | Exception], delay: float) -> AsyncIterator[bytes]:
-    for chunk in chunks:
-        if delay:
-            await asyncio.sleep(delay)
-        if isinstance(chunk, Exception):
-            raise chunk
-        yield chunk
+async def _body(chunks: Iterable[bytes | Exception], delay: float, on_closed) -> AsyncIterator[bytes]:
+    sent = 0
+    try:
+        for chunk in chunks:
+            if delay:
+                await asyncio.sleep(delay)
+            if isinstance(chunk, Exception):
+                raise chunk
+            yield chunk
+            sent += 1
+    finally:
+        on_closed(sent)
 
 
 @dataclass
@@ -45,6 +50,7 @@ class Upstreams:
     generate_chunks: list[bytes | Exception] = field(default_factory=lambda: sse(*token_events("Hi", " there")))
     generate_delay: float = 0.0
     generate_requests: list[dict] = field(default_factory=list)
+    on_body_closed: Callable[[int], None] = lambda sent: None  # the stream ended after `sent` chunks
 
     def add_user(self, *, email: str = "", is_admin: bool = False, exp: float | None = None) -> tuple[str, dict]:
         token = f"token-{uuid.uuid4().hex}"
@@ -69,7 +75,7 @@ class Upstreams:
         return httpx.Response(
             self.generate_status,
             headers={"content-type": "text/event-stream"},
-            content=_body(list(self.generate_chunks), self.generate_delay),
+            content=_body(list(self.generate_chunks), self.generate_delay, self.on_body_closed),
         )
 
     def install(self) -> None:

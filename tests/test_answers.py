@@ -1,0 +1,166 @@
+"""Answers outlive connections: event ids, resume, two readers, stop, one at a time, heartbeats, memory."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import uuid
+
+import pytest
+
+from samosachat_api.generations import Answer
+
+from .conftest import eventually
+from .sse import parse, post_stream, tokens
+from .support.upstreams import sse, token_events
+
+WORDS = [f"w{i} " for i in range(20)]
+
+
+async def new_conversation(client, headers) -> str:
+    return (await client.post("/api/conversations", json={}, headers=headers)).json()["id"]
+
+
+async def start_slow_answer(client, headers, upstreams, app, delay=0.02):
+    """Start an answer of 20 tokens, one every `delay` seconds; returns (conversation id, its task)."""
+    upstreams.generate_chunks = sse(*token_events(*WORDS))
+    upstreams.generate_delay = delay
+    cid = await new_conversation(client, headers)
+    task = asyncio.create_task(post_stream(client, f"/api/conversations/{cid}/messages", headers, {"content": "go"}))
+    await eventually(lambda: asyncio.sleep(0, app.ctx.generations.attach(uuid.UUID(cid)) is not None))
+    return cid, task
+
+
+async def test_resume_from_an_event_id_replays_the_rest_once_in_order(client, alice, upstreams, app):
+    cid, first = await start_slow_answer(client, alice, upstreams, app)
+    await asyncio.sleep(0.15)
+    resumed = await client.get(f"/api/conversations/{cid}/stream", headers={**alice, "Last-Event-ID": "5"})
+    events, _ = parse(resumed.text)
+    assert resumed.headers["content-type"].startswith("text/event-stream")
+    assert [e.id for e in events] == list(range(6, 22))
+    assert tokens(events) == "".join(WORDS[5:])
+    assert events[-1].data == {"done": True}
+    _, original = await first
+    assert [e.id for e in original] == list(range(1, 22))
+
+
+async def test_resume_with_query_parameter_and_from_start(client, alice, upstreams, app):
+    cid, first = await start_slow_answer(client, alice, upstreams, app)
+    by_query, from_start = await asyncio.gather(
+        client.get(f"/api/conversations/{cid}/stream?last_event_id=19", headers=alice),
+        client.get(f"/api/conversations/{cid}/stream", headers=alice),
+    )
+    assert [e.id for e in parse(by_query.text)[0]] == [20, 21]
+    assert tokens(parse(from_start.text)[0]) == "".join(WORDS)
+    await first
+
+
+async def test_two_readers_each_see_every_event_once(client, alice, upstreams, app):
+    cid, first = await start_slow_answer(client, alice, upstreams, app)
+    tab_a, tab_b = await asyncio.gather(
+        client.get(f"/api/conversations/{cid}/stream", headers=alice),
+        client.get(f"/api/conversations/{cid}/stream", headers=alice),
+    )
+    for tab in (tab_a, tab_b):
+        events, _ = parse(tab.text)
+        assert [e.id for e in events] == list(range(1, 22))
+    await first
+
+
+async def test_nothing_to_resume_is_204(client, alice):
+    cid = await new_conversation(client, alice)
+    response = await client.get(f"/api/conversations/{cid}/stream", headers=alice)
+    assert response.status_code == 204 and response.content == b""
+
+
+async def test_stop_stores_the_partial_answer_and_ends_every_stream(client, alice, upstreams, app, db):
+    closed_after: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    upstreams.on_body_closed = closed_after.set_result
+    cid, first = await start_slow_answer(client, alice, upstreams, app, delay=0.05)
+    reader = asyncio.create_task(client.get(f"/api/conversations/{cid}/stream", headers=alice))
+    await asyncio.sleep(0.3)
+    response = await client.post(f"/api/conversations/{cid}/stop", headers=alice)
+    assert response.json() == {"stopped": True}
+    _, events = await first
+    resumed, _ = parse((await reader).text)
+    assert events[-1].data == {"done": True} and resumed[-1].data == {"done": True}
+    assert await asyncio.wait_for(closed_after, 2) < len(WORDS)  # the upstream request was closed early
+    answer = await db.fetchrow("SELECT content, token_count, inference_time_ms FROM messages WHERE role = 'assistant'")
+    assert answer["content"] == tokens(events)
+    assert 0 < answer["token_count"] < 20
+    assert answer["inference_time_ms"] > 0
+    second = await client.post(f"/api/conversations/{cid}/stop", headers=alice)
+    assert second.json() == {"stopped": False}
+
+
+async def test_stop_with_nothing_running(client, alice):
+    cid = await new_conversation(client, alice)
+    assert (await client.post(f"/api/conversations/{cid}/stop", headers=alice)).json() == {"stopped": False}
+
+
+async def test_client_disconnect_does_not_stop(client, alice, upstreams, app, db):
+    cid, first = await start_slow_answer(client, alice, upstreams, app, delay=0.01)
+    first.cancel()
+    stored = await eventually(lambda: db.fetchval("SELECT content FROM messages WHERE role = 'assistant'"))
+    assert stored == "".join(WORDS)
+
+
+@pytest.mark.parametrize("route,body", [("messages", {"content": "again"}), ("regenerate", None)])
+async def test_one_answer_at_a_time(client, alice, upstreams, app, db, route, body):
+    cid, first = await start_slow_answer(client, alice, upstreams, app)
+    response = await client.post(f"/api/conversations/{cid}/{route}", json=body, headers=alice)
+    assert response.status_code == 409
+    assert response.json() == {"detail": "An answer is already being generated for this conversation"}
+    await first
+    contents = [r["content"] for r in await db.fetch("SELECT content FROM messages ORDER BY created_at")]
+    assert contents == ["go", "".join(WORDS)]
+    assert len(upstreams.generate_requests) == 1
+
+
+async def test_other_conversations_are_not_blocked(client, alice, upstreams, app):
+    cid, first = await start_slow_answer(client, alice, upstreams, app)
+    other = await new_conversation(client, alice)
+    status, events = await post_stream(client, f"/api/conversations/{other}/messages", alice, {"content": "hi"})
+    assert status == 200 and events[-1].data == {"done": True}
+    await first
+
+
+@pytest.fixture
+def fast_heartbeat(env):
+    env["SSE_HEARTBEAT_SECONDS"] = "0.05"
+
+
+async def test_heartbeats_while_the_model_is_quiet(fast_heartbeat, client, alice, upstreams, app):
+    upstreams.generate_chunks = sse(*token_events("slow", "ly"))
+    upstreams.generate_delay = 0.2
+    cid = await new_conversation(client, alice)
+    response = await client.post(f"/api/conversations/{cid}/messages", json={"content": "hi"}, headers=alice)
+    events, pings = parse(response.text)
+    assert pings >= 4
+    assert ": ping\n\n" in response.text
+    assert tokens(events) == "slowly"
+    resumed = asyncio.create_task(post_stream(client, f"/api/conversations/{cid}/messages", alice, {"content": "again"}))
+    await eventually(lambda: asyncio.sleep(0, app.ctx.generations.attach(uuid.UUID(cid)) is not None))
+    again = await client.get(f"/api/conversations/{cid}/stream", headers=alice)
+    assert parse(again.text)[1] >= 2
+    await resumed
+
+
+async def test_finished_answers_are_released(client, alice, upstreams, app, db):
+    upstreams.generate_chunks = sse(*token_events("a", "b"))
+    cid = await new_conversation(client, alice)
+    for i in range(60):
+        await client.post(f"/api/conversations/{cid}/messages", json={"content": f"q{i}"}, headers=alice)
+    assert len(app.ctx.generations) == 0
+    gc.collect()
+    assert not [o for o in gc.get_objects() if isinstance(o, Answer)]
+    assert await db.fetchval("SELECT count(*) FROM messages WHERE role = 'assistant'") == 60
+
+
+async def test_event_payloads_are_unchanged_with_ids(client, alice, upstreams):
+    upstreams.generate_chunks = [b'data: {"token":"x","gpu":3}\n\n', b'data: {"done":true}\n\n']
+    cid = await new_conversation(client, alice)
+    response = await client.post(f"/api/conversations/{cid}/messages", json={"content": "hi"}, headers=alice)
+    assert response.text == 'id: 1\ndata: {"token":"x","gpu":3}\n\nid: 2\ndata: {"done":true}\n\n'
+    json.loads('{"token":"x","gpu":3}')
