@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 
 from sanic import Sanic
 from tortoise.contrib.sanic import register_tortoise
@@ -16,6 +17,7 @@ from .logging import bind_request_context, configure_logging, log_access
 from .settings import Settings, SettingsError, tortoise_config
 
 MAX_BODY_BYTES = 1024 * 1024
+SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def create_app(*, settings: Settings | None = None) -> Sanic:
@@ -79,13 +81,22 @@ def _wire_dependencies(app: Sanic, settings: Settings) -> None:
 
 
 async def _start_draining(app: Sanic) -> None:
-    # Not awaited here: Sanic closes the listening socket only after this listener returns,
-    # and then waits for open streams while the answers finish.
-    app.ctx.draining = asyncio.create_task(app.ctx.generations.drain(app.ctx.settings.graceful_shutdown_timeout))
+    # A PaaS sends SIGTERM to every process and Sanic's main process relays it to this worker
+    # too: a repeated signal must not stop the event loop while answers are being stored.
+    loop = asyncio.get_running_loop()
+    for signum in SHUTDOWN_SIGNALS:
+        loop.add_signal_handler(signum, lambda: None)
+    if not hasattr(app.ctx, "draining"):
+        # Not awaited here: Sanic closes the listening socket only after this listener returns,
+        # and then waits for open streams while the answers finish.
+        app.ctx.draining = asyncio.create_task(app.ctx.generations.drain(app.ctx.settings.graceful_shutdown_timeout))
 
 
 async def _finish_draining(app: Sanic) -> None:
     await app.ctx.draining
+    loop = asyncio.get_running_loop()
+    for signum in SHUTDOWN_SIGNALS:
+        loop.remove_signal_handler(signum)
 
 
 async def _close_clients(app: Sanic) -> None:

@@ -1,0 +1,103 @@
+"""The service and the stand-ins as real processes, started the way a PaaS starts them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+INTERNAL_KEY = "process-test-key"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def procfile_command(kind: str) -> str:
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith(f"{kind}:"):
+            return line.split(":", 1)[1].strip()
+    raise LookupError(kind)
+
+
+def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {process.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+def wait_for_exit(process: subprocess.Popen, timeout: float) -> None:
+    """Wait until every process of the group (the shell, Sanic's main process, its workers) is gone."""
+    process.wait(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise TimeoutError("server processes still running")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@contextmanager
+def stand_ins():
+    auth_port, inference_port = free_port(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.standins", "--auth-port", str(auth_port),
+         "--inference-port", str(inference_port), "--internal-key", INTERNAL_KEY],
+        cwd=ROOT, stdout=subprocess.PIPE, start_new_session=True,
+    )
+    try:
+        process.stdout.readline()  # "stand-ins ready"
+        yield f"http://127.0.0.1:{auth_port}", f"http://127.0.0.1:{inference_port}"
+    finally:
+        stop(process)
+
+
+@contextmanager
+def web_service(database_url: str, auth_url: str, inference_url: str, log_path: Path, **extra_env: str):
+    """The Procfile's `web:` command with PORT set, as a PaaS runs it."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PORT": str(port),
+        "DATABASE_URL": database_url,
+        "AUTH_SERVICE_URL": auth_url,
+        "INFERENCE_SERVICE_URL": inference_url,
+        "INTERNAL_API_KEY": INTERNAL_KEY,
+        **extra_env,
+    }
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            procfile_command("web"), shell=True, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/api/health", process)
+        yield process, f"http://127.0.0.1:{port}"
+    finally:
+        stop(process)
