@@ -78,9 +78,9 @@ def stand_ins():
 
 
 @contextmanager
-def web_service(database_url: str, auth_url: str, inference_url: str, log_path: Path, **extra_env: str):
+def web_service(database_url: str, auth_url: str, inference_url: str, log_path: Path, port: int = 0, **extra_env: str):
     """The Procfile's `web:` command with PORT set, as a PaaS runs it."""
-    port = free_port()
+    port = port or free_port()
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
