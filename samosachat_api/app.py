@@ -8,8 +8,9 @@ import signal
 from sanic import Sanic
 from tortoise.contrib.sanic import register_tortoise
 
-from . import blueprints
+from . import blueprints, metrics
 from .auth import Authenticator, current_user
+from .blueprints.metrics import record_request
 from .clients import AuthClient, AuthenticatedUser, InferenceClient, new_http_client
 from .errors import render_error
 from .generations import STORE_GRACE_SECONDS, Generations
@@ -59,6 +60,11 @@ def create_app(*, settings: Settings | None = None) -> Sanic:
     app.error_handler.add(Exception, render_error)
     app.register_middleware(bind_request_context, "request")
     app.register_middleware(log_access, "response")
+    if settings.metrics_enabled:
+        app.blueprint(blueprints.metrics)
+        app.register_middleware(record_request, "response")
+        app.main_process_start(lambda _: metrics.reset_directory())
+        app.after_server_stop(lambda _: metrics.worker_stopped())
     app.before_server_stop(_start_draining)
     # Shutdown listeners run in reverse: these run before register_tortoise closes the database.
     app.after_server_stop(_close_clients)

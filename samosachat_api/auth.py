@@ -11,6 +11,7 @@ from cachetools import TLRUCache
 from sanic import Request
 from sanic.exceptions import Unauthorized
 
+from . import metrics
 from .clients import AuthClient, AuthenticatedUser
 
 log = structlog.get_logger(__name__)
@@ -33,7 +34,9 @@ class Authenticator:
     async def user_for(self, token: str) -> AuthenticatedUser:
         key = hashlib.sha256(token.encode()).hexdigest()
         if (user := self._cache.get(key)) is not None:
+            metrics.AUTH_CACHE.labels("hit").inc()
             return user
+        metrics.AUTH_CACHE.labels("miss").inc()
         call = self._in_flight.get(key)
         if call is None:
             # Concurrent requests with the same token share this one call to the auth service.

@@ -9,17 +9,20 @@ SanicException
  │    └── ConversationNotFound     not a conversation of this user
  ├── PayloadTooLarge (413)         sanic: body over REQUEST_MAX_SIZE
  ├── AnswerInProgress (409)        an answer is already being generated
- └── UpstreamError (502)           auth or inference service answered wrongly
-      └── UpstreamUnavailable (503) auth or inference service unreachable
+ ├── UpstreamError (502)           auth or inference service answered wrongly
+ │    └── UpstreamUnavailable (503) auth or inference service unreachable
+ └── DatabaseUnavailable (503)     rendered for DATABASE_ERRORS (the database cannot be reached)
 """
 
 from __future__ import annotations
 
+import asyncpg
 import pydantic
 import structlog
 from sanic import Request, json
 from sanic.exceptions import BadRequest, NotFound, SanicException
 from sanic.response import HTTPResponse
+from tortoise.exceptions import DBConnectionError
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +52,21 @@ class UpstreamUnavailable(UpstreamError):
     message = "Upstream service unavailable"
 
 
+class DatabaseUnavailable(SanicException):
+    status_code = 503
+    message = "Database unavailable"
+
+
+# What a query raises when PostgreSQL is down, restarting or unreachable.
+DATABASE_ERRORS = (
+    OSError,
+    DBConnectionError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+)
+
+
 def _validation_detail(exc: Exception) -> str:
     """A one-line account of what pydantic rejected (sanic-ext chains it as __context__)."""
     cause = exc if isinstance(exc, pydantic.ValidationError) else exc.__context__
@@ -62,6 +80,9 @@ def _validation_detail(exc: Exception) -> str:
 
 
 def render_error(request: Request, exc: Exception) -> HTTPResponse:
+    if isinstance(exc, DATABASE_ERRORS):
+        log.error("database_unavailable", error=type(exc).__name__)
+        exc = DatabaseUnavailable()
     if isinstance(exc, pydantic.ValidationError):
         status, detail = 400, _validation_detail(exc)
         log.warning("request_failed", status=status, error="ValidationError", detail=detail)

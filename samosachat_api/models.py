@@ -63,6 +63,7 @@ class Message(Model):
     token_count = fields.IntField(null=True)
     model_tag = fields.CharField(max_length=100, null=True)
     inference_time_ms = fields.IntField(null=True)
+    time_to_first_token_ms = fields.IntField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     conversation_id: UUID
@@ -82,5 +83,6 @@ class Message(Model):
             "token_count": self.token_count or 0,
             "model_tag": self.model_tag or "",
             "inference_time_ms": self.inference_time_ms or 0,
+            "time_to_first_token_ms": self.time_to_first_token_ms or 0,
             "created_at": self.created_at.isoformat(),
         }

@@ -95,6 +95,7 @@ _ENV: dict[str, tuple[Callable[[str], Any], str]] = {
     "ADMIN_EMAILS": (lambda v: tuple(e.lower() for e in _split(v)), ""),
     "SSE_HEARTBEAT_SECONDS": (_positive_float, "15"),
     "GRACEFUL_SHUTDOWN_TIMEOUT": (_positive_float, "30"),
+    "METRICS_ENABLED": (_bool, "true"),
 }
 
 
@@ -116,6 +117,7 @@ class Settings:
     admin_emails: tuple[str, ...]
     sse_heartbeat_seconds: float
     graceful_shutdown_timeout: float
+    metrics_enabled: bool
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:

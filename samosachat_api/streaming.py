@@ -11,6 +11,7 @@ from uuid import UUID
 import structlog
 from sanic import Request
 
+from . import metrics
 from .clients import InferenceClient
 from .errors import UpstreamError
 from .generations import HEARTBEAT, Answer
@@ -35,25 +36,39 @@ class _Received:
     started: float = field(default_factory=time.perf_counter)
     tokens: list[str] = field(default_factory=list)
     done_event: str | None = None  # the upstream's own `done` event, held back until stored
+    first_token_ms: int | None = None
     elapsed_ms: int = 0
+
+    def since_start_ms(self) -> int:
+        return round((time.perf_counter() - self.started) * 1000)
 
 
 async def generate(answer: Answer, job: AnswerJob, inference: InferenceClient) -> None:
     """Relay the upstream's events, store the answer, then send `done`; report failures as events."""
     received = _Received()
+    metrics.ANSWERS.labels("started").inc()
+    metrics.ANSWERS_RUNNING.inc()
     try:
         await answer.read_upstream(_read(answer, job, inference, received))
-        received.elapsed_ms = round((time.perf_counter() - received.started) * 1000)
+        received.elapsed_ms = received.since_start_ms()
         await _store(job, received)
+        metrics.ANSWERS.labels("stopped" if received.done_event is None else "completed").inc()
+        metrics.ANSWER_SECONDS.observe(received.elapsed_ms / 1000)
     except UpstreamError as exc:
         log.warning("answer_failed", reason=exc.message, tokens=len(received.tokens))
-        answer.publish(json.dumps({"error": exc.message}))
-        received.done_event = None
+        _failed(answer, received, exc.message)
     except Exception:  # e.g. the database went away: tell the client rather than go silent
         log.exception("answer_not_stored", tokens=len(received.tokens))
-        answer.publish(json.dumps({"error": "The answer could not be stored"}))
-        received.done_event = None
+        _failed(answer, received, "The answer could not be stored")
+    finally:
+        metrics.ANSWERS_RUNNING.dec()
     answer.publish(received.done_event or DONE)
+
+
+def _failed(answer: Answer, received: _Received, reason: str) -> None:
+    metrics.ANSWERS.labels("failed").inc()
+    answer.publish(json.dumps({"error": reason}))
+    received.done_event = None
 
 
 async def _read(answer: Answer, job: AnswerJob, inference: InferenceClient, received: _Received) -> None:
@@ -64,7 +79,11 @@ async def _read(answer: Answer, job: AnswerJob, inference: InferenceClient, rece
         if "error" in event:
             raise UpstreamError(f"Inference service failed: {event['error']}")
         if "token" in event:
+            if received.first_token_ms is None:
+                received.first_token_ms = received.since_start_ms()
+                metrics.TIME_TO_FIRST_TOKEN.observe(received.first_token_ms / 1000)
             received.tokens.append(str(event["token"]))
+            metrics.TOKENS_RELAYED.inc()
         answer.publish(data)
     raise UpstreamError("Inference stream ended before it was done")
 
@@ -79,6 +98,7 @@ async def _store(job: AnswerJob, received: _Received) -> None:
         "".join(received.tokens),
         token_count=len(received.tokens),
         inference_time_ms=received.elapsed_ms,
+        time_to_first_token_ms=received.first_token_ms,
         model_tag=job.model_tag,
         replaces=job.replaces,
     )

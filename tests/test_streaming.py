@@ -19,7 +19,7 @@ async def new_conversation(client, headers, **body) -> str:
 
 async def rows(db, cid):
     return await db.fetch(
-        "SELECT role, content, token_count, model_tag, inference_time_ms FROM messages"
+        "SELECT role, content, token_count, model_tag, inference_time_ms, time_to_first_token_ms FROM messages"
         " WHERE conversation_id = $1 ORDER BY created_at",
         uuid.UUID(cid),
     )
@@ -27,6 +27,7 @@ async def rows(db, cid):
 
 async def test_relays_events_and_stores_answer(client, alice, upstreams, db):
     upstreams.generate_chunks = sse(*token_events("Sam", "osa", "!"))
+    upstreams.generate_delay = 0.02
     cid = await new_conversation(client, alice, model_tag="large")
     response = await client.post(f"/api/conversations/{cid}/messages", json={"content": "Hi"}, headers=alice)
     assert response.status_code == 200
@@ -40,7 +41,9 @@ async def test_relays_events_and_stores_answer(client, alice, upstreams, db):
     assert [(r["role"], r["content"]) for r in stored] == [("user", "Hi"), ("assistant", "Samosa!")]
     answer = stored[1]
     assert (answer["token_count"], answer["model_tag"]) == (3, "large")
-    assert answer["inference_time_ms"] >= 0
+    assert 20 <= answer["time_to_first_token_ms"] < answer["inference_time_ms"]
+    listed = (await client.get(f"/api/conversations/{cid}", headers=alice)).json()["messages"][1]
+    assert listed["time_to_first_token_ms"] == answer["time_to_first_token_ms"]
 
 
 async def test_data_lines_are_the_upstream_json_unchanged(client, alice, upstreams):

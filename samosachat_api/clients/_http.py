@@ -3,6 +3,11 @@ from __future__ import annotations
 import httpx
 import structlog
 
+from .. import metrics
+from ..errors import UpstreamError
+
+log = structlog.get_logger(__name__)
+
 # Connect fast; a token stream may legitimately pause, but not for more than a minute.
 TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 
@@ -21,3 +26,10 @@ def new_http_client(base_url: str, internal_api_key: str) -> httpx.AsyncClient:
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
         event_hooks={"request": [_forward_trace_id]},
     )
+
+
+def upstream_failure(service: str, kind: str, error: UpstreamError, **fields: object) -> UpstreamError:
+    """Log and count a failed upstream call; returns the error to raise."""
+    log.error("upstream_failed", service=service, kind=kind, **fields)
+    metrics.UPSTREAM_ERRORS.labels(service, kind).inc()
+    return error

@@ -4,11 +4,10 @@ from dataclasses import dataclass
 from uuid import UUID
 
 import httpx
-import structlog
 
+from .. import metrics
 from ..errors import UpstreamError, UpstreamUnavailable
-
-log = structlog.get_logger(__name__)
+from ._http import upstream_failure
 
 
 @dataclass(frozen=True)
@@ -28,19 +27,22 @@ class AuthClient:
     async def validate(self, token: str) -> AuthenticatedUser | None:
         """The token's user, or None when the auth service says the token is not valid."""
         try:
-            response = await self._http.post("/auth/validate", json={"token": token})
+            with metrics.AUTH_CALL_SECONDS.time():
+                response = await self._http.post("/auth/validate", json={"token": token})
         except httpx.TransportError as exc:
-            log.error("auth_service_unreachable", error=type(exc).__name__)
-            raise UpstreamUnavailable("Auth service unavailable") from None
+            raise _failure("unreachable", UpstreamUnavailable("Auth service unavailable"), cause=type(exc).__name__) from None
         if response.status_code == 401:
             return None
         if response.status_code == 403:
-            log.error("auth_service_rejected_internal_key")
-            raise UpstreamError("Auth service rejected this service's internal key")
+            raise _failure("rejected_key", UpstreamError("Auth service rejected this service's internal key"))
         if response.status_code != 200:
-            log.error("auth_service_error", upstream_status=response.status_code)
-            raise UpstreamError(f"Auth service answered {response.status_code}")
+            status = response.status_code
+            raise _failure("status", UpstreamError(f"Auth service answered {status}"), upstream_status=status)
         return _user_from(response)
+
+
+def _failure(kind: str, error: UpstreamError, **fields: object) -> UpstreamError:
+    return upstream_failure("auth", kind, error, **fields)
 
 
 def _user_from(response: httpx.Response) -> AuthenticatedUser | None:
@@ -57,5 +59,4 @@ def _user_from(response: httpx.Response) -> AuthenticatedUser | None:
             expires_at=float(exp) if exp is not None else None,
         )
     except (ValueError, TypeError, KeyError, AttributeError):
-        log.error("auth_service_malformed_answer")
-        raise UpstreamError("Auth service sent a malformed answer") from None
+        raise _failure("malformed", UpstreamError("Auth service sent a malformed answer")) from None

@@ -5,11 +5,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import structlog
 
 from ..errors import UpstreamError, UpstreamUnavailable
-
-log = structlog.get_logger(__name__)
+from ._http import upstream_failure
 
 
 class InferenceClient:
@@ -23,19 +21,16 @@ class InferenceClient:
         try:
             async with self._http.stream("POST", "/generate", json=payload) as response:
                 if response.status_code >= 400:
-                    log.error("inference_error", upstream_status=response.status_code)
-                    raise UpstreamError(f"Inference service answered {response.status_code}")
+                    status = response.status_code
+                    raise _failure("status", UpstreamError(f"Inference service answered {status}"), upstream_status=status)
                 async for data in _sse_data(response.aiter_lines()):
                     yield data, _parse_event(data)
         except httpx.TimeoutException:
-            log.error("inference_timeout")
-            raise UpstreamUnavailable("Inference service timed out") from None
+            raise _failure("timeout", UpstreamUnavailable("Inference service timed out")) from None
         except httpx.ConnectError:
-            log.error("inference_unreachable")
-            raise UpstreamUnavailable("Inference service unavailable") from None
+            raise _failure("unreachable", UpstreamUnavailable("Inference service unavailable")) from None
         except httpx.TransportError as exc:
-            log.error("inference_stream_broken", error=type(exc).__name__)
-            raise UpstreamError("Inference stream broke off") from None
+            raise _failure("broken_stream", UpstreamError("Inference stream broke off"), cause=type(exc).__name__) from None
 
     async def models(self) -> tuple[int, Any]:
         return await self._call("GET", "/models")
@@ -48,16 +43,15 @@ class InferenceClient:
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            log.error("inference_unreachable", path=path, error=type(exc).__name__)
-            raise UpstreamUnavailable("Inference service unavailable") from None
-        if response.status_code >= 500:
-            log.error("inference_error", path=path, upstream_status=response.status_code)
-            raise UpstreamError(f"Inference service answered {response.status_code}")
+            error = UpstreamUnavailable("Inference service unavailable")
+            raise _failure("unreachable", error, path=path, cause=type(exc).__name__) from None
+        status = response.status_code
+        if status >= 500:
+            raise _failure("status", UpstreamError(f"Inference service answered {status}"), path=path, upstream_status=status)
         try:
-            return response.status_code, response.json()
+            return status, response.json()
         except ValueError:
-            log.error("inference_malformed_answer", path=path)
-            raise UpstreamError("Inference service sent a malformed answer") from None
+            raise _failure("malformed", UpstreamError("Inference service sent a malformed answer"), path=path) from None
 
 
 async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
@@ -81,6 +75,9 @@ def _parse_event(data: str) -> dict:
     except ValueError:
         event = None
     if not isinstance(event, dict):
-        log.error("inference_malformed_event")
-        raise UpstreamError("Inference service sent a malformed event")
+        raise _failure("malformed", UpstreamError("Inference service sent a malformed event"))
     return event
+
+
+def _failure(kind: str, error: UpstreamError, **fields: object) -> UpstreamError:
+    return upstream_failure("inference", kind, error, **fields)

@@ -69,6 +69,7 @@ async def store_answer(
     *,
     token_count: int,
     inference_time_ms: int,
+    time_to_first_token_ms: int | None,
     model_tag: str,
     replaces: UUID | None = None,
 ) -> Message | None:
@@ -81,6 +82,7 @@ async def store_answer(
                 content=content,
                 token_count=token_count,
                 inference_time_ms=inference_time_ms,
+                time_to_first_token_ms=time_to_first_token_ms,
                 model_tag=model_tag,
             )
             if replaces is not None:

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import time
+
+from sanic import Blueprint, Request, raw
+from sanic.response import HTTPResponse
+
+from .. import metrics
+
+bp = Blueprint("metrics")
+
+
+@bp.get("/metrics")
+async def exposition(request: Request) -> HTTPResponse:
+    """Prometheus metrics of every worker (unauthenticated; METRICS_ENABLED=false removes it)."""
+    body, content_type = metrics.exposition()
+    return raw(body, content_type=content_type)
+
+
+async def record_request(request: Request, response: HTTPResponse) -> None:
+    route = request.uri_template or "unmatched"
+    metrics.REQUESTS.labels(route, request.method, str(response.status)).inc()
+    started = getattr(request.ctx, "started", None)
+    if started is not None:
+        metrics.REQUEST_SECONDS.labels(route).observe(time.perf_counter() - started)

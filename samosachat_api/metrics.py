@@ -1,0 +1,55 @@
+"""Prometheus metrics, added up over every worker process (prometheus_client's multiprocess mode).
+
+Labels are bounded: route templates (never raw paths or ids), methods, statuses, outcomes, kinds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+# Each worker writes its samples to files in this directory; it has to be known before
+# prometheus_client is imported. Workers inherit it from Sanic's main process.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="samosachat-metrics-"))
+
+from prometheus_client import (  # noqa: E402
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+REQUESTS = Counter("chat_api_requests_total", "HTTP requests answered", ["route", "method", "status"])
+REQUEST_SECONDS = Histogram("chat_api_request_duration_seconds", "Time to the response head", ["route"], buckets=_SECONDS)
+ANSWERS = Counter("chat_api_answers_total", "Answers by outcome: started, completed, failed, stopped", ["outcome"])
+ANSWERS_RUNNING = Gauge("chat_api_answers_running", "Answers being generated now", multiprocess_mode="livesum")
+TOKENS_RELAYED = Counter("chat_api_tokens_relayed_total", "Token events relayed from the inference service")
+TIME_TO_FIRST_TOKEN = Histogram("chat_api_time_to_first_token_seconds", "Upstream request start to first token", buckets=_SECONDS)
+ANSWER_SECONDS = Histogram("chat_api_answer_duration_seconds", "Upstream request start to the answer's end", buckets=_SECONDS)
+AUTH_CACHE = Counter("chat_api_auth_cache_total", "Bearer token look-ups in the auth cache", ["result"])
+AUTH_CALL_SECONDS = Histogram("chat_api_auth_call_duration_seconds", "Calls to the auth service", buckets=_SECONDS)
+UPSTREAM_ERRORS = Counter("chat_api_upstream_errors_total", "Upstream failures", ["service", "kind"])
+
+
+def exposition() -> tuple[bytes, str]:
+    """Every worker's metrics in the Prometheus text format."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def reset_directory() -> None:
+    """Forget samples of earlier runs (called once, in the main process, before workers start)."""
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, exist_ok=True)
+
+
+def worker_stopped() -> None:
+    multiprocess.mark_process_dead(os.getpid())
