@@ -49,6 +49,8 @@ def create_app(*, settings: Settings | None = None) -> Sanic:
         OAS_URL_PREFIX="/docs",
     )
     app.ctx.settings = settings
+    app.ext.openapi.describe("samosaChaat chat API", version="1.0.0")
+    app.ext.openapi.add_security_scheme("bearer", "http", scheme="bearer", bearer_format="JWT")
     _wire_dependencies(app, settings)
 
     register_tortoise(

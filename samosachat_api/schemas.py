@@ -1,36 +1,130 @@
 """Request bodies and query parameters: validated by sanic-ext, described in the OpenAPI spec.
 
 Bodies are validated strictly (`@validate(..., strict=True)`): "5" is not a number, true is not 1.
+Optional fields also accept null, as the old service did; the spec says so with OpenAPI 3.0's
+`nullable` (sanic-ext publishes 3.0, where JSON Schema's `{"type": "null"}` does not exist).
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import core_schema
+from sanic_ext import openapi
 
 
-class ListQuery(BaseModel):
+class _OpenAPI30(GenerateJsonSchema):
+    def nullable_schema(self, schema: core_schema.NullableSchema) -> JsonSchemaValue:
+        return {**self.generate_inner(schema["schema"]), "nullable": True}
+
+
+class Model(BaseModel):
+    """Models whose JSON schema is OpenAPI 3.0."""
+
+    @classmethod
+    def model_json_schema(cls, *args, schema_generator=_OpenAPI30, **kwargs):
+        return super().model_json_schema(*args, schema_generator=schema_generator, **kwargs)
+
+
+@openapi.component
+class ListQuery(Model):
+    model_config = ConfigDict(extra="forbid")  # a misspelt parameter is an error, not silently ignored
+
     limit: int = Field(50, ge=1, le=200)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=2**31 - 1)
 
 
-class CreateConversation(BaseModel):
-    title: str | None = Field(None, max_length=500)
-    model_tag: str | None = Field(None, max_length=100)
+@openapi.component
+class CreateConversation(Model):
+    title: Annotated[str, Field(max_length=500)] | None = None
+    model_tag: Annotated[str, Field(max_length=100)] | None = None
 
 
-class RenameConversation(BaseModel):
+@openapi.component
+class RenameConversation(Model):
     title: str = Field(min_length=1, max_length=500)
 
 
-class GenerationParams(BaseModel):
-    temperature: float | None = Field(None, ge=0, le=2)
-    max_tokens: int | None = Field(None, ge=1, le=4096)
-    top_k: int | None = Field(None, ge=0, le=200)
+@openapi.component
+class GenerationParams(Model):
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    max_tokens: Annotated[int, Field(ge=1, le=4096)] | None = None
+    top_k: Annotated[int, Field(ge=0, le=200)] | None = None
 
 
+@openapi.component
 class SendMessage(GenerationParams):
     content: str = Field(min_length=1, max_length=8000)
 
 
-class SwapModel(BaseModel):
+@openapi.component
+class SwapModel(Model):
     model_tag: str = Field(min_length=1, max_length=100)
+
+
+# Responses (for the OpenAPI description; the handlers' JSON is checked against them by schemathesis).
+
+
+@openapi.component
+class ErrorOut(Model):
+    detail: str
+
+
+@openapi.component
+class ConversationOut(Model):
+    id: UUID
+    user_id: UUID
+    title: str
+    model_tag: str
+    is_favorited: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+@openapi.component
+class MessageOut(Model):
+    id: UUID
+    conversation_id: UUID
+    role: Literal["user", "assistant", "system"]
+    content: str
+    token_count: int
+    model_tag: str
+    inference_time_ms: int
+    time_to_first_token_ms: int
+    created_at: datetime
+
+
+@openapi.component
+class ConversationDetailOut(ConversationOut):
+    messages: list[MessageOut]
+
+
+@openapi.component
+class ConversationPageOut(Model):
+    items: list[ConversationOut]
+    grouped: dict[str, list[ConversationOut]] = Field(description="items keyed by the UTC date of updated_at")
+    limit: int
+    offset: int
+
+
+@openapi.component
+class StoppedOut(Model):
+    stopped: bool
+
+
+@openapi.component
+class HealthOut(Model):
+    status: str
+    ready: bool
+    service: str
+
+
+@openapi.component
+class ReadinessOut(Model):
+    status: str
+    ready: bool
+    checks: dict[str, str]

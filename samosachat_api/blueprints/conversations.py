@@ -4,16 +4,30 @@ from uuid import UUID
 
 from sanic import Blueprint, Request, empty, json
 from sanic.response import HTTPResponse, JSONResponse
-from sanic_ext import validate
+from sanic_ext import openapi, validate
 
 from ..clients import AuthenticatedUser
-from ..schemas import CreateConversation, ListQuery, RenameConversation
+from ..schemas import (
+    ConversationDetailOut,
+    ConversationOut,
+    ConversationPageOut,
+    CreateConversation,
+    ListQuery,
+    RenameConversation,
+)
 from ..services import conversations
+from ._docs import BEARER, json_body, query_parameters, responses
 
 bp = Blueprint("conversations", url_prefix="/api/conversations")
 
 
 @bp.get("")
+@openapi.definition(
+    summary="List the user's conversations, newest activity first",
+    parameter=query_parameters(ListQuery),
+    response=responses({200: ConversationPageOut}, 400),
+    secured=BEARER,
+)
 @validate(query=ListQuery)
 async def list_conversations(request: Request, query: ListQuery, user: AuthenticatedUser) -> JSONResponse:
     page = await conversations.list_page(user.id, query.limit, query.offset)
@@ -28,6 +42,12 @@ async def list_conversations(request: Request, query: ListQuery, user: Authentic
 
 
 @bp.post("")
+@openapi.definition(
+    summary="Create a conversation",
+    body=json_body(CreateConversation),
+    response=responses({201: ConversationOut}, 400),
+    secured=BEARER,
+)
 @validate(json=CreateConversation, strict=True)
 async def create_conversation(request: Request, body: CreateConversation, user: AuthenticatedUser) -> JSONResponse:
     conversation = await conversations.create(user.id, body.title, body.model_tag)
@@ -35,6 +55,11 @@ async def create_conversation(request: Request, body: CreateConversation, user: 
 
 
 @bp.get("/<conversation_id:uuid>")
+@openapi.definition(
+    summary="A conversation with its messages, oldest first",
+    response=responses({200: ConversationDetailOut}, 404),
+    secured=BEARER,
+)
 async def get_conversation(request: Request, conversation_id: UUID, user: AuthenticatedUser) -> JSONResponse:
     conversation = await conversations.get(user.id, conversation_id)
     history = await conversations.messages_of(conversation)
@@ -42,6 +67,12 @@ async def get_conversation(request: Request, conversation_id: UUID, user: Authen
 
 
 @bp.put("/<conversation_id:uuid>")
+@openapi.definition(
+    summary="Rename a conversation",
+    body=json_body(RenameConversation),
+    response=responses({200: ConversationOut}, 400, 404),
+    secured=BEARER,
+)
 @validate(json=RenameConversation, strict=True)
 async def rename_conversation(
     request: Request, conversation_id: UUID, body: RenameConversation, user: AuthenticatedUser
@@ -51,6 +82,11 @@ async def rename_conversation(
 
 
 @bp.delete("/<conversation_id:uuid>")
+@openapi.definition(
+    summary="Delete a conversation and its messages",
+    response=responses({204: None}, 404),
+    secured=BEARER,
+)
 async def delete_conversation(request: Request, conversation_id: UUID, user: AuthenticatedUser) -> HTTPResponse:
     await conversations.delete(user.id, conversation_id)
     return empty()

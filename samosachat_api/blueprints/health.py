@@ -3,20 +3,25 @@ from __future__ import annotations
 import structlog
 from sanic import Blueprint, Request, json
 from sanic.response import JSONResponse
+from sanic_ext import openapi
 
+from ..schemas import HealthOut, ReadinessOut
 from ..services.health import database_ready
+from ._docs import responses
 
 bp = Blueprint("health", url_prefix="/api/health")
 log = structlog.get_logger(__name__)
 
 
 @bp.get("")
+@openapi.definition(response=responses({200: HealthOut}, authenticated=False))
 async def liveness(request: Request) -> JSONResponse:
     """Liveness: the process answers; checks neither the database nor the upstreams."""
     return json({"status": "ok", "ready": True, "service": "chat-api"})
 
 
 @bp.get("/ready")
+@openapi.definition(response=responses({200: ReadinessOut, 503: ReadinessOut}, authenticated=False))
 async def readiness(request: Request) -> JSONResponse:
     """Readiness: the database answers a trivial query within 2 s."""
     if await database_ready():

@@ -8,15 +8,18 @@ from uuid import UUID
 from sanic import Blueprint, Request, empty, json
 from sanic.exceptions import BadRequest
 from sanic.response import HTTPResponse, JSONResponse
-from sanic_ext import validate
+from sanic_ext import openapi, validate
+from sanic_ext.extensions.openapi.definitions import Parameter
+from sanic_ext.extensions.openapi.types import Schema
 
 from ..clients import AuthenticatedUser, InferenceClient
 from ..generations import Generations
 from ..models import Conversation, Message
-from ..schemas import GenerationParams, SendMessage
+from ..schemas import GenerationParams, SendMessage, StoppedOut
 from ..services import conversations, messages
 from ..settings import Settings
 from ..streaming import AnswerJob, generate, relay
+from ._docs import BEARER, EVENT_STREAM, json_body, responses
 
 bp = Blueprint("messages", url_prefix="/api/conversations/<conversation_id:uuid>")
 
@@ -25,6 +28,12 @@ Prepare = Callable[[], Awaitable[tuple[list[Message], UUID | None]]]
 
 
 @bp.post("/messages")
+@openapi.definition(
+    summary="Ask: store the message and stream the answer",
+    body=json_body(SendMessage),
+    response=responses({200: EVENT_STREAM}, 400, 404, 409),
+    secured=BEARER,
+)
 @validate(json=SendMessage, strict=True)
 async def send_message(
     request: Request,
@@ -45,6 +54,12 @@ async def send_message(
 
 
 @bp.post("/regenerate")
+@openapi.definition(
+    summary="Answer the newest question again; the new answer replaces the old one once stored",
+    body=json_body(GenerationParams, required=False),
+    response=responses({200: EVENT_STREAM}, 400, 404, 409),
+    secured=BEARER,
+)
 async def regenerate(
     request: Request,
     conversation_id: UUID,
@@ -63,6 +78,15 @@ async def regenerate(
 
 
 @bp.get("/stream")
+@openapi.definition(
+    summary="Re-attach to the answer being generated, after Last-Event-ID",
+    parameter=[
+        Parameter("Last-Event-ID", Schema(type="integer", minimum=0), "header"),
+        Parameter("last_event_id", Schema(type="integer", minimum=0), "query"),
+    ],
+    response=responses({200: EVENT_STREAM, 204: None}, 400, 404),
+    secured=BEARER,
+)
 async def resume(
     request: Request, conversation_id: UUID, user: AuthenticatedUser, settings: Settings, generations: Generations
 ) -> HTTPResponse | None:
@@ -76,6 +100,11 @@ async def resume(
 
 
 @bp.post("/stop")
+@openapi.definition(
+    summary="Stop the answer being generated, keeping what it has so far",
+    response=responses({200: StoppedOut}, 404),
+    secured=BEARER,
+)
 async def stop(request: Request, conversation_id: UUID, user: AuthenticatedUser, generations: Generations) -> JSONResponse:
     await conversations.get(user.id, conversation_id)
     return json({"stopped": generations.stop(conversation_id)})

@@ -4,6 +4,7 @@ import time
 
 from sanic import Blueprint, Request, raw
 from sanic.response import HTTPResponse
+from sanic_ext import openapi
 
 from .. import metrics
 
@@ -11,6 +12,7 @@ bp = Blueprint("metrics")
 
 
 @bp.get("/metrics")
+@openapi.definition(response=[openapi.definitions.Response({"text/plain": str}, status=200)])
 async def exposition(request: Request) -> HTTPResponse:
     """Prometheus metrics of every worker (unauthenticated; METRICS_ENABLED=false removes it)."""
     body, content_type = metrics.exposition()

@@ -1,0 +1,61 @@
+"""OpenAPI helpers shared by the blueprints: the documented responses of a route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from sanic_ext.extensions.openapi.definitions import Component, Parameter, RequestBody, Response
+from sanic_ext.extensions.openapi.types import Schema
+
+from ..schemas import ErrorOut
+
+BEARER = {"bearer": []}
+
+_ERRORS = {
+    400: "Invalid input",
+    401: "Missing, malformed or rejected bearer token",
+    403: "Not allowed for this user",
+    404: "Not found (also another user's conversation, or an id that is not a UUID)",
+    409: "An answer is already being generated for this conversation",
+    413: "Request body over 1 MiB",
+    502: "An upstream service answered wrongly",
+    503: "The database or an upstream service is unavailable",
+}
+# Every authenticated route can answer these.
+AUTHENTICATED = (401, 413, 502, 503)
+
+EVENT_STREAM = {
+    "text/event-stream": {
+        "schema": {
+            "type": "string",
+            "description": "Server-Sent Events: `id: N` and `data: <the inference service's JSON>` per event, "
+            '`: ping` comments while idle, ending with `data: {"done": true}`',
+        }
+    }
+}
+
+
+def responses(ok: dict[int, Any], *errors: int, authenticated: bool = True) -> list[Response]:
+    """`ok` maps statuses to a response model, a content dict, or None for no body."""
+    documented = [Response(_content(body), status=status, description="Success") for status, body in ok.items()]
+    for status in sorted(set(errors) | set(AUTHENTICATED if authenticated else ())):
+        documented.append(Response(_content(ErrorOut), status=status, description=_ERRORS[status]))
+    return documented
+
+
+def query_parameters(model: type[BaseModel]) -> list[Parameter]:
+    """The query parameters, described by the same model that validates them."""
+    properties = model.model_json_schema()["properties"]
+    return [Parameter(name, Schema(**prop), "query") for name, prop in properties.items()]
+
+
+def json_body(model: type[BaseModel], required: bool = True) -> RequestBody:
+    """The request body, described by the same model that validates it."""
+    return RequestBody(_content(model), required=required)
+
+
+def _content(body: Any) -> Any:
+    if body is None or isinstance(body, dict):
+        return body
+    return {"application/json": {"schema": Component(body)}}

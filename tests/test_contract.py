@@ -1,0 +1,87 @@
+"""The published OpenAPI contract, fuzzed with schemathesis against the service as a real process
+(stand-in upstreams, real PostgreSQL); and no id from one user's responses works for another user."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+
+from .processes import stand_ins, web_service
+from .support.standins import new_token
+
+TOKEN = new_token()
+EXAMPLES_PER_OPERATION = 50
+
+
+@pytest.fixture(scope="module")
+def live_service(database_url, tmp_path_factory):
+    with stand_ins() as upstream_urls, web_service(
+        database_url, *upstream_urls, tmp_path_factory.mktemp("contract") / "web.log"
+    ) as (_, base_url):
+        yield base_url
+
+
+@pytest.fixture(scope="module")
+def api_schema(live_service):
+    return schemathesis.openapi.from_url(f"{live_service}/docs/openapi.json")
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck))
+def test_every_operation_keeps_its_contract(case):
+    """No 5xx, documented statuses and content types, responses matching their schemas."""
+    case.call_and_validate(headers={"Authorization": f"Bearer {TOKEN}"})
+
+
+def test_the_spec_describes_every_route(live_service):
+    spec = httpx.get(f"{live_service}/docs/openapi.json").json()
+    assert set(spec["paths"]) == {
+        "/api/health", "/api/health/ready", "/metrics", "/api/conversations", "/api/conversations/{conversation_id}",
+        "/api/conversations/{conversation_id}/messages", "/api/conversations/{conversation_id}/regenerate",
+        "/api/conversations/{conversation_id}/stream", "/api/conversations/{conversation_id}/stop",
+        "/api/models", "/api/models/swap",
+    }
+    assert spec["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    ask = spec["paths"]["/api/conversations/{conversation_id}/messages"]["post"]
+    assert ask["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/SendMessage"}
+    assert "text/event-stream" in ask["responses"]["200"]["content"]
+    assert ask["parameters"][0]["schema"] == {"type": "string", "format": "uuid"}
+
+
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def test_no_id_of_one_user_works_for_another(live_service):
+    """Every id in Alice's responses, tried by Bob on every route with an id in its path: all 404."""
+    alice = httpx.Client(base_url=live_service, headers={"Authorization": f"Bearer {new_token()}"}, timeout=30)
+    bob = httpx.Client(base_url=live_service, headers={"Authorization": f"Bearer {new_token()}"}, timeout=30)
+    seen = ""
+    conversation = alice.post("/api/conversations", json={"title": "alice"}).json()
+    seen += str(conversation)
+    seen += alice.post(f"/api/conversations/{conversation['id']}/messages", json={"content": "tokens=3"}).text
+    seen += alice.get(f"/api/conversations/{conversation['id']}").text
+    seen += alice.get("/api/conversations").text
+    ids = set(UUID.findall(seen))
+    assert conversation["id"] in ids and len(ids) >= 4  # conversation, user, two messages
+
+    spec = httpx.get(f"{live_service}/docs/openapi.json").json()
+    tried = 0
+    for path, operations in spec["paths"].items():
+        if "{conversation_id}" not in path:
+            continue
+        for method in operations:
+            for some_id in ids:
+                body = {"content": "x", "title": "x"} if method in ("post", "put") else None
+                response = bob.request(method.upper(), path.format(conversation_id=some_id), json=body)
+                assert response.status_code == 404, (method, path, some_id, response.text)
+                tried += 1
+    assert tried >= 7 * len(ids)
+    assert bob.get("/api/conversations").json()["items"] == []
+    assert alice.get(f"/api/conversations/{conversation['id']}").json()["title"] == "alice"
