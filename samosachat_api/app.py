@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
-
 from sanic import Sanic
 from tortoise.contrib.sanic import register_tortoise
 
@@ -16,9 +13,9 @@ from .errors import render_error
 from .generations import STORE_GRACE_SECONDS, Generations
 from .logging import bind_request_context, configure_logging, log_access
 from .settings import Settings, SettingsError, tortoise_config
+from .shutdown import drain_answers_on_shutdown
 
 MAX_BODY_BYTES = 1024 * 1024
-SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def create_app(*, settings: Settings | None = None) -> Sanic:
@@ -63,14 +60,8 @@ def create_app(*, settings: Settings | None = None) -> Sanic:
     app.register_middleware(bind_request_context, "request")
     app.register_middleware(log_access, "response")
     if settings.metrics_enabled:
-        app.blueprint(blueprints.metrics)
-        app.register_middleware(record_request, "response")
-        app.main_process_start(lambda _: metrics.reset_directory())
-        app.after_server_stop(lambda _: metrics.worker_stopped())
-    app.before_server_stop(_start_draining)
-    # Shutdown listeners run in reverse: these run before register_tortoise closes the database.
-    app.after_server_stop(_close_clients)
-    app.after_server_stop(_finish_draining)
+        _add_metrics(app)
+    drain_answers_on_shutdown(app)
     return app
 
 
@@ -86,25 +77,14 @@ def _wire_dependencies(app: Sanic, settings: Settings) -> None:
     app.ext.dependency(app.ctx.generations)
     app.ext.dependency(InferenceClient(inference_http))
     app.ext.add_dependency(AuthenticatedUser, current_user)
+    app.after_server_stop(_close_clients)
 
 
-async def _start_draining(app: Sanic) -> None:
-    # A PaaS sends SIGTERM to every process and Sanic's main process relays it to this worker
-    # too: a repeated signal must not stop the event loop while answers are being stored.
-    loop = asyncio.get_running_loop()
-    for signum in SHUTDOWN_SIGNALS:
-        loop.add_signal_handler(signum, lambda: None)
-    if not hasattr(app.ctx, "draining"):
-        # Not awaited here: Sanic closes the listening socket only after this listener returns,
-        # and then waits for open streams while the answers finish.
-        app.ctx.draining = asyncio.create_task(app.ctx.generations.drain(app.ctx.settings.graceful_shutdown_timeout))
-
-
-async def _finish_draining(app: Sanic) -> None:
-    await app.ctx.draining
-    loop = asyncio.get_running_loop()
-    for signum in SHUTDOWN_SIGNALS:
-        loop.remove_signal_handler(signum)
+def _add_metrics(app: Sanic) -> None:
+    app.blueprint(blueprints.metrics)
+    app.register_middleware(record_request, "response")
+    app.main_process_start(lambda _: metrics.reset_directory())
+    app.after_server_stop(lambda _: metrics.worker_stopped())
 
 
 async def _close_clients(app: Sanic) -> None:
