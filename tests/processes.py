@@ -63,15 +63,18 @@ def stop(process: subprocess.Popen) -> None:
 
 
 @contextmanager
-def stand_ins():
+def stand_ins(auth_delay_ms: int = 0):
+    """The stand-in auth and inference services (tests/support/standins.py); yields their two URLs."""
     auth_port, inference_port = free_port(), free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.support.standins", "--auth-port", str(auth_port),
-         "--inference-port", str(inference_port), "--internal-key", INTERNAL_KEY],
+         "--inference-port", str(inference_port), "--internal-key", INTERNAL_KEY,
+         "--auth-delay-ms", str(auth_delay_ms)],
         cwd=ROOT, stdout=subprocess.PIPE, start_new_session=True,
     )
     try:
-        process.stdout.readline()  # "stand-ins ready"
+        if not process.stdout.readline().startswith(b"stand-ins ready"):
+            raise RuntimeError(f"stand-ins did not start (exit status {process.wait()})")
         yield f"http://127.0.0.1:{auth_port}", f"http://127.0.0.1:{inference_port}"
     finally:
         stop(process)
@@ -82,7 +85,9 @@ def web_service(database_url: str, auth_url: str, inference_url: str, log_path: 
     """The Procfile's `web:` command with PORT set, as a PaaS runs it."""
     port = port or free_port()
     env = {
-        **os.environ,
+        # Not the test process's metrics directory (set when it imported samosachat_api.metrics):
+        # the server's main process empties that directory when it starts.
+        **{name: value for name, value in os.environ.items() if name != "PROMETHEUS_MULTIPROC_DIR"},
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "PORT": str(port),
         "DATABASE_URL": database_url,
@@ -97,7 +102,11 @@ def web_service(database_url: str, auth_url: str, inference_url: str, log_path: 
             start_new_session=True,
         )
     try:
-        wait_until_up(f"http://127.0.0.1:{port}/api/health", process)
+        try:
+            wait_until_up(f"http://127.0.0.1:{port}/api/health", process)
+        except (RuntimeError, TimeoutError) as exc:
+            tail = "\n".join(Path(log_path).read_text(errors="replace").splitlines()[-20:])
+            raise type(exc)(f"{exc}; the end of {log_path}:\n{tail}") from None
         yield process, f"http://127.0.0.1:{port}"
     finally:
         stop(process)

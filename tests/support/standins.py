@@ -1,7 +1,8 @@
 """Stand-in auth and inference services: real HTTP servers that speak the two upstream contracts.
 
 Test support only, not part of the product. The auth stand-in accepts any token of the form
-`user-<uuid>` (`admin-<uuid>` for an administrator) and counts its calls (`GET /stats`). The
+`user-<uuid>` (`admin-<uuid>` for an administrator) and counts its calls (`GET /stats`); with
+`--auth-delay-ms` it takes that long to answer each one, as a remote auth service would. The
 inference stand-in answers the newest user message; words in it steer the answer:
 
     tokens=N      answer with N tokens (default 5)
@@ -9,7 +10,7 @@ inference stand-in answers the newest user message; words in it steer the answer
     split         write every event in 3-byte pieces with CRLF line ends and comment lines
     drop=K        close the connection after K tokens, without `done`
 
-    python -m tests.support.standins --auth-port 8001 --inference-port 8000 --internal-key KEY
+    python -m tests.support.standins --auth-port 8001 --inference-port 8000 --internal-key KEY [--auth-delay-ms MS]
 """
 
 from __future__ import annotations
@@ -67,8 +68,9 @@ async def send_chunk(writer: asyncio.StreamWriter, data: bytes) -> None:
 
 
 class StandIns:
-    def __init__(self, internal_key: str) -> None:
+    def __init__(self, internal_key: str, auth_delay: float = 0.0) -> None:
         self.internal_key = internal_key
+        self.auth_delay = auth_delay  # seconds before each `POST /auth/validate` is answered
         self.validate_calls = 0
         self.model = "default"
 
@@ -105,6 +107,8 @@ class StandIns:
 
     async def validate(self, request: Request, writer: asyncio.StreamWriter) -> None:
         self.validate_calls += 1
+        if self.auth_delay:
+            await asyncio.sleep(self.auth_delay)
         match = TOKEN.match(str(request.json().get("token", "")))
         if not match:
             await send_json(writer, 401, {"valid": False, "reason": "unknown token"})
@@ -149,8 +153,9 @@ async def main() -> None:
     parser.add_argument("--auth-port", type=int, default=8001)
     parser.add_argument("--inference-port", type=int, default=8000)
     parser.add_argument("--internal-key", default="")
+    parser.add_argument("--auth-delay-ms", type=int, default=0, help="answer each token validation this late")
     args = parser.parse_args()
-    stand_ins = StandIns(args.internal_key)
+    stand_ins = StandIns(args.internal_key, args.auth_delay_ms / 1000)
     auth = await asyncio.start_server(stand_ins.serve, "127.0.0.1", args.auth_port)
     inference = await asyncio.start_server(stand_ins.serve, "127.0.0.1", args.inference_port)
     print(f"stand-ins ready: auth :{args.auth_port}, inference :{args.inference_port}", flush=True)
