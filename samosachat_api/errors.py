@@ -75,7 +75,7 @@ def _validation_detail(exc: Exception) -> str:
         return str(exc)
     problems = []
     for error in cause.errors(include_url=False):
-        where = ".".join(str(part) for part in error["loc"]) or "body"
+        where = ".".join(str(part) for part in error["loc"]) or "request"
         problems.append(f"{where}: {error['msg']}")
     return "Invalid request: " + "; ".join(problems)
 

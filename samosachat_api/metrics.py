@@ -6,8 +6,8 @@ Labels are bounded: route templates (never raw paths or ids), methods, statuses,
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
+from pathlib import Path
 
 # Each worker writes its samples to files in this directory; it has to be known before
 # prometheus_client is imported. Workers inherit it from Sanic's main process.
@@ -45,10 +45,12 @@ def exposition() -> tuple[bytes, str]:
 
 
 def reset_directory() -> None:
-    """Forget samples of earlier runs (called once, in the main process, before workers start)."""
-    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    shutil.rmtree(directory, ignore_errors=True)
-    os.makedirs(directory, exist_ok=True)
+    """Forget samples of earlier runs (called once, in the main process, before workers start).
+
+    Only prometheus_client's own files go: the directory may be one an operator shares.
+    """
+    for samples in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
+        samples.unlink(missing_ok=True)
 
 
 def worker_stopped() -> None:

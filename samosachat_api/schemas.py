@@ -30,7 +30,14 @@ class Model(BaseModel):
         return super().model_json_schema(*args, schema_generator=schema_generator, **kwargs)
 
 
-@openapi.component
+# PostgreSQL text cannot hold NUL characters; saying so in the schema keeps the contract exact.
+NO_NUL = r"^[^\x00]*$"
+
+
+def Text(min_length: int = 0, max_length: int | None = None):  # noqa: N802 - used like a type
+    return Annotated[str, Field(min_length=min_length, max_length=max_length, pattern=NO_NUL)]
+
+
 class ListQuery(Model):
     model_config = ConfigDict(extra="forbid")  # a misspelt parameter is an error, not silently ignored
 
@@ -40,13 +47,13 @@ class ListQuery(Model):
 
 @openapi.component
 class CreateConversation(Model):
-    title: Annotated[str, Field(max_length=500)] | None = None
-    model_tag: Annotated[str, Field(max_length=100)] | None = None
+    title: Text(max_length=500) | None = None
+    model_tag: Text(max_length=100) | None = None
 
 
 @openapi.component
 class RenameConversation(Model):
-    title: str = Field(min_length=1, max_length=500)
+    title: Text(1, 500)
 
 
 @openapi.component
@@ -58,12 +65,12 @@ class GenerationParams(Model):
 
 @openapi.component
 class SendMessage(GenerationParams):
-    content: str = Field(min_length=1, max_length=8000)
+    content: Text(1, 8000)
 
 
 @openapi.component
 class SwapModel(Model):
-    model_tag: str = Field(min_length=1, max_length=100)
+    model_tag: Text(1, 100)
 
 
 # Responses (for the OpenAPI description; the handlers' JSON is checked against them by schemathesis).

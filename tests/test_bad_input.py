@@ -106,3 +106,22 @@ async def test_bad_last_event_id_is_400(client, alice, conversation):
 async def test_unknown_route_and_wrong_method(client, alice):
     await assert_rejected(await client.get("/api/nope", headers=alice), 404)
     await assert_rejected(await client.patch(f"/api/conversations/{uuid.uuid4()}", headers=alice), 405)
+
+
+@pytest.mark.parametrize("query", ["limit=", "limit=1&=", "limt=5", "offset=99999999999", "limit=1.5"])
+async def test_list_rejects_blank_unknown_and_out_of_range_parameters(client, alice, query):
+    await assert_rejected(await client.get(f"/api/conversations?{query}", headers=alice))
+
+
+@pytest.mark.parametrize("field,body", [("title", {"title": "a\x00b"}), ("model_tag", {"model_tag": "\x00"})])
+async def test_nul_characters_are_rejected_not_500(client, alice, db, field, body):
+    response = await client.post("/api/conversations", json=body, headers=alice)
+    await assert_rejected(response)
+    assert field in response.json()["detail"]  # "String should match pattern"
+    assert await db.fetchval("SELECT count(*) FROM conversations") == 0
+
+
+async def test_nul_in_message_content_is_rejected(client, alice, conversation, db, upstreams):
+    response = await client.post(f"/api/conversations/{conversation}/messages", json={"content": "hi\x00"}, headers=alice)
+    await assert_rejected(response)
+    await assert_nothing_changed(db, upstreams)

@@ -28,8 +28,8 @@ bp = Blueprint("conversations", url_prefix="/api/conversations")
     response=responses({200: ConversationPageOut}, 400),
     secured=BEARER,
 )
-@validate(query=ListQuery)
-async def list_conversations(request: Request, query: ListQuery, user: AuthenticatedUser) -> JSONResponse:
+async def list_conversations(request: Request, user: AuthenticatedUser) -> JSONResponse:
+    query = _list_query(request)
     page = await conversations.list_page(user.id, query.limit, query.offset)
     return json(
         {
@@ -39,6 +39,11 @@ async def list_conversations(request: Request, query: ListQuery, user: Authentic
             "offset": query.offset,
         }
     )
+
+
+def _list_query(request: Request) -> ListQuery:
+    """Unlike `request.args` (and so @validate), keeps blank values: `?limit=` is an error, not 50."""
+    return ListQuery.model_validate(dict(request.get_query_args(keep_blank_values=True)))
 
 
 @bp.post("")
