@@ -23,7 +23,6 @@ from .errors import AnswerInProgress
 log = structlog.get_logger(__name__)
 
 STORE_GRACE_SECONDS = 5  # after the shutdown deadline, time left to store what was stopped
-HEARTBEAT = None  # what `Answer.events` yields when nothing happened for a heartbeat interval
 
 
 class Answer:
@@ -31,7 +30,7 @@ class Answer:
         self.conversation_id = conversation_id
         self.events: list[str] = []
         self.finished = False
-        self._changed = asyncio.Event()
+        self._readers_waiting: list[asyncio.Future] = []
         self._task: asyncio.Task | None = None
         self._upstream: asyncio.Future | None = None
 
@@ -59,25 +58,38 @@ class Answer:
             self._upstream.cancel()
 
     def _wake_readers(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        for waiting in self._readers_waiting:
+            if not waiting.done():
+                waiting.set_result(None)
+        self._readers_waiting.clear()
 
-    async def follow(self, after: int, heartbeat: float) -> AsyncIterator[tuple[int, str] | None]:
-        """(event id, event) for every event after `after`, live until the answer finishes.
+    async def follow(self, after: int, heartbeat: float) -> AsyncIterator[tuple[int, list[str]]]:
+        """Every event after `after`, live until the answer finishes, in batches:
+        (the first event's id, the events that arrived since the last batch).
 
-        Yields HEARTBEAT when no event arrived for `heartbeat` seconds.
+        An empty batch means no event arrived for `heartbeat` seconds.
         """
         sent = max(after, 0)
         while True:
-            while sent < len(self.events):
-                sent += 1
-                yield sent, self.events[sent - 1]
-            if self.finished:
+            if sent < len(self.events):
+                batch = self.events[sent:]
+                yield sent + 1, batch
+                sent += len(batch)
+            elif self.finished:
                 return
-            try:
-                await asyncio.wait_for(asyncio.shield(self._changed.wait()), heartbeat)
-            except TimeoutError:
-                yield HEARTBEAT
+            elif not await self._next_event(heartbeat):
+                yield sent + 1, []
+
+    async def _next_event(self, timeout: float) -> bool:
+        """Wait for the next event or the end; False if `timeout` passed first."""
+        waiting = asyncio.get_running_loop().create_future()
+        self._readers_waiting.append(waiting)
+        try:
+            async with asyncio.timeout(timeout):
+                await waiting
+        except TimeoutError:
+            return False
+        return True
 
 
 class Generations:

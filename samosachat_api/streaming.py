@@ -14,7 +14,7 @@ from sanic import Request
 from . import metrics
 from .clients import InferenceClient
 from .errors import UpstreamError
-from .generations import HEARTBEAT, Answer
+from .generations import Answer
 from .services import messages
 
 log = structlog.get_logger(__name__)
@@ -62,6 +62,7 @@ async def generate(answer: Answer, job: AnswerJob, inference: InferenceClient) -
         _failed(answer, received, "The answer could not be stored")
     finally:
         metrics.ANSWERS_RUNNING.dec()
+        metrics.TOKENS_RELAYED.inc(len(received.tokens))
     answer.publish(received.done_event or DONE)
 
 
@@ -74,8 +75,8 @@ def _failed(answer: Answer, received: _Received, reason: str) -> None:
 async def _read(answer: Answer, job: AnswerJob, inference: InferenceClient, received: _Received) -> None:
     async for data, event in inference.generate(job.request):
         if event.get("done") is True:
-            received.done_event = data
-            return
+            received.done_event = data  # the stream ends here; reading on lets httpx reuse the connection
+            continue
         if "error" in event:
             raise UpstreamError(f"Inference service failed: {event['error']}")
         if "token" in event:
@@ -83,9 +84,9 @@ async def _read(answer: Answer, job: AnswerJob, inference: InferenceClient, rece
                 received.first_token_ms = received.since_start_ms()
                 metrics.TIME_TO_FIRST_TOKEN.observe(received.first_token_ms / 1000)
             received.tokens.append(str(event["token"]))
-            metrics.TOKENS_RELAYED.inc()
         answer.publish(data)
-    raise UpstreamError("Inference stream ended before it was done")
+    if received.done_event is None:
+        raise UpstreamError("Inference stream ended before it was done")
 
 
 async def _store(job: AnswerJob, received: _Received) -> None:
@@ -113,10 +114,9 @@ async def _store(job: AnswerJob, received: _Received) -> None:
 async def relay(request: Request, answer: Answer, after: int, heartbeat: float) -> None:
     """Send the answer's events from `after` on as Server-Sent Events, with `: ping` when idle."""
     response = await request.respond(content_type="text/event-stream", headers=SSE_HEADERS)
-    async for item in answer.follow(after, heartbeat):
-        if item is HEARTBEAT:
+    async for first_id, events in answer.follow(after, heartbeat):
+        if not events:
             await response.send(": ping\n\n")
-        else:
-            event_id, data = item
-            await response.send(f"id: {event_id}\ndata: {data}\n\n")
+        else:  # all the events that arrived since the last send, in one write
+            await response.send("".join(f"id: {i}\ndata: {data}\n\n" for i, data in enumerate(events, first_id)))
     await response.eof()

@@ -31,14 +31,9 @@ bp = Blueprint("conversations", url_prefix="/api/conversations")
 async def list_conversations(request: Request, user: AuthenticatedUser) -> JSONResponse:
     query = _list_query(request)
     page = await conversations.list_page(user.id, query.limit, query.offset)
-    return json(
-        {
-            "items": [c.to_json() for c in page],
-            "grouped": {day: [c.to_json() for c in group] for day, group in conversations.group_by_day(page).items()},
-            "limit": query.limit,
-            "offset": query.offset,
-        }
-    )
+    as_json = {c.id: c.to_json() for c in page}  # each one serialised once, shared by both views
+    grouped = {day: [as_json[c.id] for c in group] for day, group in conversations.group_by_day(page).items()}
+    return json({"items": list(as_json.values()), "grouped": grouped, "limit": query.limit, "offset": query.offset})
 
 
 def _list_query(request: Request) -> ListQuery:

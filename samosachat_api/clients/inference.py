@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -9,6 +11,8 @@ import httpx
 from ..errors import UpstreamError, UpstreamUnavailable
 from ._http import upstream_failure
 
+END_OF_STREAM_SECONDS = 1.0  # how long to wait for the body to end after `done`
+
 
 class InferenceClient:
     """`/generate` (a Server-Sent Events token stream) and `/models` on the inference service."""
@@ -17,14 +21,19 @@ class InferenceClient:
         self._http = http
 
     async def generate(self, payload: dict[str, Any]) -> AsyncIterator[tuple[str, dict]]:
-        """Yield each event as (its JSON text exactly as sent, the parsed object)."""
+        """Yield each event as (its JSON text exactly as sent, the parsed object), up to `done`."""
         try:
             async with self._http.stream("POST", "/generate", json=payload) as response:
                 if response.status_code >= 400:
                     status = response.status_code
                     raise _failure("status", UpstreamError(f"Inference service answered {status}"), upstream_status=status)
-                async for data in _sse_data(response.aiter_lines()):
-                    yield data, _parse_event(data)
+                events = _sse_data(response.aiter_raw())
+                async for data in events:
+                    event = _parse_event(data)
+                    yield data, event
+                    if event.get("done") is True:
+                        await _read_to_end(events)
+                        return
         except httpx.TimeoutException:
             raise _failure("timeout", UpstreamUnavailable("Inference service timed out")) from None
         except httpx.ConnectError:
@@ -54,19 +63,41 @@ class InferenceClient:
             raise _failure("malformed", UpstreamError("Inference service sent a malformed answer"), path=path) from None
 
 
-async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
-    """The `data` of each Server-Sent Event (multi-line data joined, comments skipped)."""
-    buffered: list[str] = []
-    async for line in lines:
-        if not line:
-            if buffered:
-                yield "\n".join(buffered)
-                buffered = []
-        elif line.startswith("data:"):
-            value = line[5:]
-            buffered.append(value[1:] if value.startswith(" ") else value)
-    if buffered:
-        yield "\n".join(buffered)
+async def _read_to_end(events: AsyncIterator[str]) -> None:
+    """Read what follows `done` (the end of the body), so that httpx can reuse the connection."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(END_OF_STREAM_SECONDS):
+            async for _ in events:
+                pass
+
+
+async def _sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """The `data` of each Server-Sent Event, whatever the chunking (multi-line data joined,
+    comments and other fields skipped, LF, CRLF or CR line ends)."""
+    pending = b""
+    data: list[str] = []
+    async for chunk in chunks:
+        pending += chunk
+        # A trailing CR may be the first half of a CRLF: keep it for the next chunk.
+        text, pending = (pending[:-1], b"\r") if pending.endswith(b"\r") else (pending, b"")
+        lines = text.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        pending = lines.pop() + pending
+        for line in lines:  # whole lines: a multi-byte character is never split here
+            if line.startswith(b"data:"):
+                value = _decode(line[5:])
+                data.append(value[1:] if value.startswith(" ") else value)
+            elif not line and data:
+                yield "\n".join(data)
+                data = []
+    if data:
+        yield "\n".join(data)
+
+
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        raise _failure("malformed", UpstreamError("Inference service sent a malformed event")) from None
 
 
 def _parse_event(data: str) -> dict:
