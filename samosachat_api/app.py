@@ -39,6 +39,8 @@ def create_app(*, settings: Settings | None = None) -> Sanic:
         FALLBACK_ERROR_FORMAT="json",
         # Open streams may outlive the answers' deadline by the time it takes to store them.
         GRACEFUL_SHUTDOWN_TIMEOUT=settings.graceful_shutdown_timeout + STORE_GRACE_SECONDS,
+        # Each send restarts it, and a quiet stream sends a heartbeat, so it must be longer.
+        RESPONSE_TIMEOUT=max(60, settings.sse_heartbeat_seconds + 30),
         INJECTION_SIGNAL="http.handler.before",  # after the request middleware has bound the trace id
         CORS_ORIGINS=",".join(settings.frontend_url),
         CORS_SUPPORTS_CREDENTIALS=True,
@@ -72,7 +74,7 @@ def _wire_dependencies(app: Sanic, settings: Settings) -> None:
     app.ctx.authenticator = Authenticator(
         AuthClient(auth_http), settings.auth_cache_ttl_seconds, settings.auth_cache_max_size
     )
-    app.ctx.generations = Generations()
+    app.ctx.generations = Generations(heartbeat=settings.sse_heartbeat_seconds)
     app.ext.dependency(settings)
     app.ext.dependency(app.ctx.generations)
     app.ext.dependency(InferenceClient(inference_http))

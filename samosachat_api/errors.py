@@ -9,6 +9,7 @@ SanicException
  │    └── ConversationNotFound     not a conversation of this user
  ├── PayloadTooLarge (413)         sanic: body over REQUEST_MAX_SIZE
  ├── AnswerInProgress (409)        an answer is already being generated
+ ├── ShuttingDown (503)            no new answers while the worker drains on SIGTERM
  ├── UpstreamError (502)           auth or inference service answered wrongly
  │    └── UpstreamUnavailable (503) auth or inference service unreachable
  └── DatabaseUnavailable (503)     rendered for DATABASE_ERRORS (the database cannot be reached)
@@ -23,7 +24,6 @@ from sanic import Request, json
 from sanic.constants import HTTP_METHODS
 from sanic.exceptions import BadRequest, MethodNotAllowed, NotFound, SanicException
 from sanic.response import HTTPResponse
-from tortoise.exceptions import DBConnectionError
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +39,12 @@ class ConversationNotFound(NotFound):
 class AnswerInProgress(SanicException):
     status_code = 409
     message = "An answer is already being generated for this conversation"
+    quiet = True
+
+
+class ShuttingDown(SanicException):
+    status_code = 503
+    message = "The service is restarting; try again in a moment"
     quiet = True
 
 
@@ -60,8 +66,7 @@ class DatabaseUnavailable(SanicException):
 
 # What a query raises when PostgreSQL is down, restarting or unreachable.
 DATABASE_ERRORS = (
-    OSError,
-    DBConnectionError,
+    ConnectionError,  # a refused or reset socket; Tortoise's DBConnectionError is one too
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,

@@ -5,33 +5,40 @@ positions in that list, starting at 1. Clients read it from any id onwards, howe
 attach, and the generation goes on whether or not anyone is reading. Everything about an
 answer is released as soon as it finishes.
 
-The interface (start, attach, stop, drain) is what the routes use; this in-process
-implementation could be replaced by one shared across workers.
+The routes use `Generations` only: start, follow (attach from an event id), stop, drain. This
+in-process implementation could be replaced by one shared across workers.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 from uuid import UUID
 
 import structlog
 
-from .errors import AnswerInProgress
+from .errors import AnswerInProgress, ShuttingDown
 
 log = structlog.get_logger(__name__)
 
 STORE_GRACE_SECONDS = 5  # after the shutdown deadline, time left to store what was stopped
 
+Job = TypeVar("Job")
+# (first event id, events): the events that arrived since the last batch; none means a heartbeat.
+Batch = tuple[int, list[str]]
+
 
 class Answer:
+    """One answer: the events published so far, and the readers waiting for more."""
+
     def __init__(self, conversation_id: UUID) -> None:
         self.conversation_id = conversation_id
         self.events: list[str] = []
+        self.started = False  # prepared: the question is stored, the generation is under way
         self.finished = False
+        self.stop_requested = False
         self._readers_waiting: list[asyncio.Future] = []
-        self._task: asyncio.Task | None = None
         self._upstream: asyncio.Future | None = None
 
     def publish(self, event: str) -> None:
@@ -44,6 +51,9 @@ class Answer:
 
     async def read_upstream(self, reading: Coroutine[Any, Any, None]) -> None:
         """Run the upstream read so that `stop()` can end it, and only it: storing goes on."""
+        if self.stop_requested:  # stopped before it began
+            reading.close()
+            return
         self._upstream = asyncio.ensure_future(reading)
         try:
             await self._upstream
@@ -54,21 +64,12 @@ class Answer:
             self._upstream = None
 
     def stop(self) -> None:
+        self.stop_requested = True
         if self._upstream is not None:
             self._upstream.cancel()
 
-    def _wake_readers(self) -> None:
-        for waiting in self._readers_waiting:
-            if not waiting.done():
-                waiting.set_result(None)
-        self._readers_waiting.clear()
-
-    async def follow(self, after: int, heartbeat: float) -> AsyncIterator[tuple[int, list[str]]]:
-        """Every event after `after`, live until the answer finishes, in batches:
-        (the first event's id, the events that arrived since the last batch).
-
-        An empty batch means no event arrived for `heartbeat` seconds.
-        """
+    async def follow(self, after: int, heartbeat: float) -> AsyncIterator[Batch]:
+        """Every event after `after`, live until the answer finishes, in batches."""
         sent = max(after, 0)
         while True:
             if sent < len(self.events):
@@ -76,9 +77,17 @@ class Answer:
                 yield sent + 1, batch
                 sent += len(batch)
             elif self.finished:
+                if sent > len(self.events) and self.events:  # asked from past the end: still end with `done`
+                    yield len(self.events), self.events[-1:]
                 return
             elif not await self._next_event(heartbeat):
                 yield sent + 1, []
+
+    def _wake_readers(self) -> None:
+        for waiting in self._readers_waiting:
+            if not waiting.done():
+                waiting.set_result(None)
+        self._readers_waiting.clear()
 
     async def _next_event(self, timeout: float) -> bool:
         """Wait for the next event or the end; False if `timeout` passed first."""
@@ -93,57 +102,89 @@ class Answer:
 
 
 class Generations:
-    """The running answers of this process, by conversation."""
+    """The answers of this process, by conversation."""
 
-    def __init__(self) -> None:
+    def __init__(self, heartbeat: float) -> None:
+        self._heartbeat = heartbeat
         self._answers: dict[UUID, Answer] = {}
+        self._tasks: dict[UUID, asyncio.Task] = {}
+        self._draining = False
 
     def __len__(self) -> int:
         return len(self._answers)
 
-    def reserve(self, conversation_id: UUID) -> Answer:
-        """Claim the conversation for a new answer; AnswerInProgress if one is running."""
+    async def start(
+        self,
+        conversation_id: UUID,
+        prepare: Callable[[], Awaitable[Job]],
+        generate: Callable[[Answer, Job], Awaitable[None]],
+    ) -> AsyncIterator[Batch]:
+        """Claim the conversation, run `prepare` (store the question, choose the history), then
+        `generate` in a task of its own; returns the answer's events once `prepare` succeeded.
+
+        Raises AnswerInProgress if the conversation has an answer running, ShuttingDown during a
+        drain, and whatever `prepare` raises (the conversation is then free again).
+        """
+        if self._draining:
+            raise ShuttingDown()
         if conversation_id in self._answers:
             raise AnswerInProgress()
         answer = self._answers[conversation_id] = Answer(conversation_id)
-        return answer
+        prepared = asyncio.get_running_loop().create_future()
+        prepared.add_done_callback(_retrieve)
+        self._tasks[conversation_id] = asyncio.create_task(self._run(answer, prepare, generate, prepared))
+        # Shielded: a client that goes away now must not leave its question stored but unanswered.
+        await asyncio.shield(prepared)
+        return answer.follow(0, self._heartbeat)
 
-    def release(self, answer: Answer) -> None:
-        """Give up a reservation whose answer never started."""
-        self._answers.pop(answer.conversation_id, None)
-
-    def start(self, answer: Answer, generate: Callable[[Answer], Coroutine[Any, Any, None]]) -> None:
-        answer._task = asyncio.create_task(self._run(answer, generate))
-
-    async def _run(self, answer: Answer, generate: Callable[[Answer], Coroutine[Any, Any, None]]) -> None:
+    async def _run(self, answer: Answer, prepare, generate, prepared: asyncio.Future) -> None:
         try:
-            await generate(answer)
+            try:
+                job = await prepare()
+            except Exception as exc:
+                prepared.set_exception(exc)
+                return
+            answer.started = True
+            prepared.set_result(None)
+            await generate(answer, job)
         except Exception:
             log.exception("generation_failed", conversation_id=str(answer.conversation_id))
         finally:
             answer.finish()
-            self._answers.pop(answer.conversation_id, None)
+            del self._answers[answer.conversation_id], self._tasks[answer.conversation_id]
 
-    def attach(self, conversation_id: UUID) -> Answer | None:
-        return self._answers.get(conversation_id)
+    def follow(self, conversation_id: UUID, after: int) -> AsyncIterator[Batch] | None:
+        """The events of the answer being generated, after event `after`; None if there is none."""
+        answer = self._answers.get(conversation_id)
+        if answer is None or not answer.started:
+            return None
+        return answer.follow(after, self._heartbeat)
 
     def stop(self, conversation_id: UUID) -> bool:
-        """Ask the answer to end now; it keeps what it has. False if nothing is running."""
+        """End the answer now; it keeps what it has. False if nothing is running."""
         answer = self._answers.get(conversation_id)
-        if answer is None or answer.finished:
+        if answer is None:
             return False
         answer.stop()
         return True
 
     async def drain(self, timeout: float) -> None:
-        """Let running answers finish; stop those still running after `timeout` seconds."""
-        tasks = [a._task for a in self._answers.values() if a._task is not None]
-        if not tasks:
-            return
-        log.info("draining_answers", running=len(tasks), timeout=timeout)
-        _, pending = await asyncio.wait(tasks, timeout=timeout)
-        if pending:
-            log.warning("stopping_answers_at_deadline", running=len(pending))
-            for answer in list(self._answers.values()):
-                answer.stop()
-            await asyncio.wait(pending, timeout=STORE_GRACE_SECONDS)
+        """Refuse new answers; let running ones finish; stop those still running after `timeout`."""
+        self._draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self._tasks:
+            log.info("draining_answers", running=len(self._tasks), timeout=timeout)
+        while self._tasks and loop.time() < deadline:
+            await asyncio.wait(list(self._tasks.values()), timeout=deadline - loop.time())
+        if self._tasks:
+            log.warning("stopping_answers_at_deadline", running=len(self._tasks))
+            for conversation_id in list(self._answers):
+                self.stop(conversation_id)
+            await asyncio.wait(list(self._tasks.values()), timeout=STORE_GRACE_SECONDS)
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    # A failed preparation whose client has gone: mark the exception as seen, not "never retrieved".
+    if not future.cancelled():
+        future.exception()

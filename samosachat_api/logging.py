@@ -64,6 +64,8 @@ def configure_logging(level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise
+    # At DEBUG, Tortoise logs every query with its parameters: message contents.
+    logging.getLogger("tortoise.db_client").setLevel(max(logging.getLevelName(level), logging.INFO))
     for name in ("sanic.root", "sanic.error", "sanic.server", "sanic.access", "tortoise", "asyncpg"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

@@ -74,6 +74,11 @@ class Message(Model):
             Index(fields=("conversation_id", "created_at"), name="ix_messages_conversation_created")
         ]
 
+    @classmethod
+    def in_conversation_of(cls, user_id: UUID, conversation_id: UUID) -> QuerySet[Message]:
+        """Messages of one conversation, and only if it belongs to `user_id`."""
+        return cls.filter(conversation_id=conversation_id, conversation__user_id=user_id)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "id": str(self.id),

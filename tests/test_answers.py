@@ -7,6 +7,7 @@ import gc
 import json
 import uuid
 
+import httpx
 import pytest
 
 from samosachat_api.generations import Answer
@@ -28,7 +29,7 @@ async def start_slow_answer(client, headers, upstreams, app, delay=0.02):
     upstreams.generate_delay = delay
     cid = await new_conversation(client, headers)
     task = asyncio.create_task(post_stream(client, f"/api/conversations/{cid}/messages", headers, {"content": "go"}))
-    await eventually(lambda: asyncio.sleep(0, app.ctx.generations.attach(uuid.UUID(cid)) is not None))
+    await eventually(lambda: asyncio.sleep(0, app.ctx.generations.follow(uuid.UUID(cid), 0) is not None))
     return cid, task
 
 
@@ -141,7 +142,7 @@ async def test_heartbeats_while_the_model_is_quiet(fast_heartbeat, client, alice
     assert ": ping\n\n" in response.text
     assert tokens(events) == "slowly"
     resumed = asyncio.create_task(post_stream(client, f"/api/conversations/{cid}/messages", alice, {"content": "again"}))
-    await eventually(lambda: asyncio.sleep(0, app.ctx.generations.attach(uuid.UUID(cid)) is not None))
+    await eventually(lambda: asyncio.sleep(0, app.ctx.generations.follow(uuid.UUID(cid), 0) is not None))
     again = await client.get(f"/api/conversations/{cid}/stream", headers=alice)
     assert parse(again.text)[1] >= 2
     await resumed
@@ -164,3 +165,90 @@ async def test_event_payloads_are_unchanged_with_ids(client, alice, upstreams):
     response = await client.post(f"/api/conversations/{cid}/messages", json={"content": "hi"}, headers=alice)
     assert response.text == 'id: 1\ndata: {"token":"x","gpu":3}\n\nid: 2\ndata: {"done":true}\n\n'
     json.loads('{"token":"x","gpu":3}')
+
+
+@pytest.fixture
+def slow_history(monkeypatch):
+    """Preparing an answer (reading the history) takes 0.3 s; `failure` makes it fail after that."""
+    from samosachat_api.services import messages
+
+    state = {"failure": None}
+    recent, for_regenerate = messages.recent, messages.history_for_regenerate
+
+    async def slow(real, *args):
+        await asyncio.sleep(0.3)
+        if state["failure"]:
+            raise state["failure"]
+        return await real(*args)
+
+    monkeypatch.setattr(messages, "recent", lambda *a: slow(recent, *a))
+    monkeypatch.setattr(messages, "history_for_regenerate", lambda *a: slow(for_regenerate, *a))
+    return state
+
+
+async def test_reader_during_a_failing_preparation_gets_204_not_a_hang(slow_history, client, alice, app):
+    from samosachat_api.errors import NothingToAnswer
+
+    slow_history["failure"] = NothingToAnswer()
+    cid = await new_conversation(client, alice)
+    regenerating = asyncio.create_task(client.post(f"/api/conversations/{cid}/regenerate", headers=alice))
+    await asyncio.sleep(0.1)
+    reader = await client.get(f"/api/conversations/{cid}/stream", headers=alice)
+    assert reader.status_code == 204
+    assert (await regenerating).status_code == 400
+    assert len(app.ctx.generations) == 0
+
+
+async def test_stop_during_preparation_stops_the_answer(slow_history, client, alice, upstreams, db):
+    cid = await new_conversation(client, alice)
+    asking = asyncio.create_task(post_stream(client, f"/api/conversations/{cid}/messages", alice, {"content": "q"}))
+    await asyncio.sleep(0.1)
+    assert (await client.post(f"/api/conversations/{cid}/stop", headers=alice)).json() == {"stopped": True}
+    status, events = await asking
+    assert status == 200 and [e.data for e in events] == [{"done": True}]
+    assert upstreams.generate_requests == []
+    assert await db.fetchval("SELECT count(*) FROM messages WHERE role = 'assistant'") == 0
+
+
+async def test_client_gone_during_preparation_still_gets_its_answer(slow_history, client, alice, db):
+    cid = await new_conversation(client, alice)
+    with pytest.raises(httpx.ReadTimeout):
+        await client.post(f"/api/conversations/{cid}/messages", json={"content": "q"}, headers=alice, timeout=0.1)
+    stored = await eventually(lambda: db.fetchval("SELECT content FROM messages WHERE role = 'assistant'"))
+    assert stored == "Hi there"
+
+
+async def test_resume_from_past_the_end_still_ends_with_done(client, alice, upstreams, app):
+    cid, first = await start_slow_answer(client, alice, upstreams, app)
+    resumed = await client.get(f"/api/conversations/{cid}/stream?last_event_id=999", headers=alice)
+    events, _ = parse(resumed.text)
+    assert [(e.id, e.data) for e in events] == [(21, {"done": True})]
+    await first
+
+
+async def test_drain_waits_for_answers_still_being_prepared_and_refuses_new_ones(slow_history, client, alice, bob, app, db):
+    cid = await new_conversation(client, alice)
+    asking = asyncio.create_task(post_stream(client, f"/api/conversations/{cid}/messages", alice, {"content": "q"}))
+    await asyncio.sleep(0.1)
+    draining = asyncio.create_task(app.ctx.generations.drain(timeout=5))
+    await asyncio.sleep(0)
+    other = await new_conversation(client, bob)
+    refused = await client.post(f"/api/conversations/{other}/messages", json={"content": "q"}, headers=bob)
+    assert refused.status_code == 503
+    assert refused.json() == {"detail": "The service is restarting; try again in a moment"}
+    await draining
+    assert await db.fetchval("SELECT content FROM messages WHERE role = 'assistant'") == "Hi there"
+    _, events = await asking
+    assert events[-1].data == {"done": True}
+
+
+async def test_deleting_a_conversation_stops_its_answer(client, alice, upstreams, app, db):
+    closed_after: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    upstreams.on_body_closed = closed_after.set_result
+    cid, first = await start_slow_answer(client, alice, upstreams, app, delay=0.05)
+    await asyncio.sleep(0.2)
+    assert (await client.delete(f"/api/conversations/{cid}", headers=alice)).status_code == 204
+    assert await asyncio.wait_for(closed_after, 2) < len(WORDS)
+    _, events = await first
+    assert events[-1].data == {"done": True}
+    assert await db.fetchval("SELECT count(*) FROM messages") == 0

@@ -125,3 +125,21 @@ async def test_nul_in_message_content_is_rejected(client, alice, conversation, d
     response = await client.post(f"/api/conversations/{conversation}/messages", json={"content": "hi\x00"}, headers=alice)
     await assert_rejected(response)
     await assert_nothing_changed(db, upstreams)
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "9" * 5000, "-1", "1e3", "0x10"])
+async def test_odd_last_event_ids_are_400(client, alice, conversation, value):
+    response = await client.get(f"/api/conversations/{conversation}/stream", params={"last_event_id": value}, headers=alice)
+    await assert_rejected(response)
+
+
+async def test_conversation_deleted_before_the_question_is_stored_is_404(client, alice, app, db):
+    from samosachat_api.errors import ConversationNotFound
+    from samosachat_api.models import Conversation
+    from samosachat_api.services import messages
+
+    conversation = await Conversation.create(user_id=uuid.uuid4())
+    await db.execute("DELETE FROM conversations")
+    with pytest.raises(ConversationNotFound):
+        await messages.add_user_message(conversation, "q")
+    assert await db.fetchval("SELECT count(*) FROM messages") == 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from .sse import parse
 
 
@@ -70,3 +72,17 @@ async def test_errors_log_one_structured_line(capsys, client, alice):
     await client.post("/api/conversations", content=b"{bad", headers={**alice, "Content-Type": "application/json"})
     failures = [line for line in log_lines(capsys) if line["event"] == "request_failed"]
     assert len(failures) == 1 and failures[0]["status"] == 400
+
+
+@pytest.fixture
+def debug_logs(env):
+    env["LOG_LEVEL"] = "DEBUG"
+
+
+async def test_debug_logs_keep_message_contents_out(capsys, debug_logs, client, alice):
+    capsys.readouterr()
+    cid = (await client.post("/api/conversations", json={}, headers=alice)).json()["id"]
+    await client.post(f"/api/conversations/{cid}/messages", json={"content": "very private words"}, headers=alice)
+    out = capsys.readouterr().out
+    assert '"level": "debug"' in out
+    assert "private words" not in out and "Hi there" not in out

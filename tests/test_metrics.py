@@ -97,3 +97,11 @@ def test_every_worker_is_counted(database_url, tmp_path):
     labels = {"route": "/api/health", "method": "GET", "status": "200"}
     for after in found:
         assert value(after, "chat_api_requests_total", **labels) - value(before, "chat_api_requests_total", **labels) == requests
+
+
+async def test_unknown_methods_share_one_label(client):
+    for method in ("FOOBAR", "BAZQUX"):
+        await client.request(method, "/api/health")
+    text = (await client.get("/metrics")).text
+    assert "FOOBAR" not in text and "BAZQUX" not in text
+    assert 'method="OTHER"' in text

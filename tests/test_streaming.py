@@ -126,16 +126,15 @@ async def test_history_window_limits(client, alice, upstreams, db, app):
 
 
 def test_character_budget_drops_oldest_but_always_sends_newest():
-    from samosachat_api.services.messages import HistoryWindow
     from samosachat_api.models import Message, Role
+    from samosachat_api.services.messages import history_for_model
 
-    def msg(text):
-        return Message(role=Role.USER, content=text)
+    def contents(texts, budget):
+        return [m["content"] for m in history_for_model([Message(role=Role.USER, content=t) for t in texts], budget)]
 
-    window = HistoryWindow(max_messages=10, max_characters=10)
-    assert [m["content"] for m in window.apply([msg("aaaa"), msg("bbbb"), msg("cccc")])] == ["bbbb", "cccc"]
-    assert [m["content"] for m in window.apply([msg("a"), msg("x" * 50)])] == ["x" * 50]
-    assert [m["content"] for m in HistoryWindow(2, 100).apply([msg("1"), msg("2"), msg("3")])] == ["2", "3"]
+    assert contents(["aaaa", "bbbb", "cccc"], 10) == ["bbbb", "cccc"]
+    assert contents(["a", "x" * 50], 10) == ["x" * 50]
+    assert contents(["1", "2", "3"], 100) == ["1", "2", "3"]
 
 
 async def test_odd_chunking_is_relayed_intact(client, alice, upstreams, db):

@@ -7,6 +7,7 @@ from sanic.response import HTTPResponse, JSONResponse
 from sanic_ext import openapi, validate
 
 from ..clients import AuthenticatedUser
+from ..generations import Generations
 from ..schemas import (
     ConversationDetailOut,
     ConversationOut,
@@ -87,6 +88,9 @@ async def rename_conversation(
     response=responses({204: None}, 404),
     secured=BEARER,
 )
-async def delete_conversation(request: Request, conversation_id: UUID, user: AuthenticatedUser) -> HTTPResponse:
+async def delete_conversation(
+    request: Request, conversation_id: UUID, user: AuthenticatedUser, generations: Generations
+) -> HTTPResponse:
     await conversations.delete(user.id, conversation_id)
+    generations.stop(conversation_id)  # an answer being generated has nowhere to go
     return empty()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import re
 from uuid import UUID
 
 from sanic import Blueprint, Request, empty, json
@@ -14,7 +14,6 @@ from sanic_ext.extensions.openapi.types import Schema
 
 from ..clients import AuthenticatedUser, InferenceClient
 from ..generations import Generations
-from ..models import Conversation, Message
 from ..schemas import GenerationParams, SendMessage, StoppedOut
 from ..services import conversations, messages
 from ..settings import Settings
@@ -23,8 +22,8 @@ from ._docs import BEARER, EVENT_STREAM, json_body, responses
 
 bp = Blueprint("messages", url_prefix="/api/conversations/<conversation_id:uuid>")
 
-# Prepares an answer once the conversation is reserved: the history to send, the answer it replaces.
-Prepare = Callable[[], Awaitable[tuple[list[Message], UUID | None]]]
+EVENT_ID = re.compile(r"[0-9]{1,9}")
+EVENT_ID_SCHEMA = Schema(type="integer", minimum=0, maximum=999_999_999)
 
 
 @bp.post("/messages")
@@ -46,11 +45,13 @@ async def send_message(
 ) -> None:
     conversation = await conversations.get(user.id, conversation_id)
 
-    async def prepare() -> tuple[list[Message], UUID | None]:
+    async def prepare() -> AnswerJob:
         await messages.add_user_message(conversation, body.content)
-        return await messages.recent(conversation.id, settings.max_conversation_history), None
+        history = await messages.recent(user.id, conversation.id, settings.max_conversation_history)
+        return AnswerJob.build(conversation, history, body, settings)
 
-    await _answer(request, conversation, body, prepare, settings, generations, inference)
+    events = await generations.start(conversation.id, prepare, lambda answer, job: generate(answer, job, inference))
+    await relay(request, events)
 
 
 @bp.post("/regenerate")
@@ -71,31 +72,34 @@ async def regenerate(
     params = _optional_params(request)
     conversation = await conversations.get(user.id, conversation_id)
 
-    async def prepare() -> tuple[list[Message], UUID | None]:
-        return await messages.history_for_regenerate(conversation.id, settings.max_conversation_history)
+    async def prepare() -> AnswerJob:
+        limit = settings.max_conversation_history
+        history, replaces = await messages.history_for_regenerate(user.id, conversation.id, limit)
+        return AnswerJob.build(conversation, history, params, settings, replaces)
 
-    await _answer(request, conversation, params, prepare, settings, generations, inference)
+    events = await generations.start(conversation.id, prepare, lambda answer, job: generate(answer, job, inference))
+    await relay(request, events)
 
 
 @bp.get("/stream")
 @openapi.definition(
     summary="Re-attach to the answer being generated, after Last-Event-ID",
     parameter=[
-        Parameter("Last-Event-ID", Schema(type="integer", minimum=0), "header"),
-        Parameter("last_event_id", Schema(type="integer", minimum=0), "query"),
+        Parameter("Last-Event-ID", EVENT_ID_SCHEMA, "header"),
+        Parameter("last_event_id", EVENT_ID_SCHEMA, "query"),
     ],
     response=responses({200: EVENT_STREAM, 204: None}, 400, 404),
     secured=BEARER,
 )
 async def resume(
-    request: Request, conversation_id: UUID, user: AuthenticatedUser, settings: Settings, generations: Generations
+    request: Request, conversation_id: UUID, user: AuthenticatedUser, generations: Generations
 ) -> HTTPResponse | None:
     after = _last_event_id(request)
     await conversations.get(user.id, conversation_id)
-    answer = generations.attach(conversation_id)
-    if answer is None:
+    events = generations.follow(conversation_id, after)
+    if events is None:
         return empty()
-    await relay(request, answer, after, settings.sse_heartbeat_seconds)
+    await relay(request, events)
     return None
 
 
@@ -110,42 +114,6 @@ async def stop(request: Request, conversation_id: UUID, user: AuthenticatedUser,
     return json({"stopped": generations.stop(conversation_id)})
 
 
-async def _answer(
-    request: Request,
-    conversation: Conversation,
-    params: GenerationParams,
-    prepare: Prepare,
-    settings: Settings,
-    generations: Generations,
-    inference: InferenceClient,
-) -> None:
-    """Reserve the conversation, prepare the history, start the generation and relay it."""
-    answer = generations.reserve(conversation.id)
-    try:
-        history, replaces = await prepare()
-    except BaseException:
-        generations.release(answer)
-        raise
-    window = messages.HistoryWindow(settings.max_conversation_history, settings.max_token_budget)
-    job = AnswerJob(
-        conversation_id=conversation.id,
-        model_tag=conversation.model_tag,
-        request={
-            "messages": window.apply(history),
-            "temperature": _or(params.temperature, settings.inference_default_temperature),
-            "max_tokens": _or(params.max_tokens, settings.inference_default_max_tokens),
-            "top_k": _or(params.top_k, settings.inference_default_top_k),
-        },
-        replaces=replaces,
-    )
-    generations.start(answer, lambda a: generate(a, job, inference))
-    await relay(request, answer, 0, settings.sse_heartbeat_seconds)
-
-
-def _or(value, default):
-    return default if value is None else value
-
-
 def _optional_params(request: Request) -> GenerationParams:
     """Regenerate's body is optional: no body means the defaults."""
     if not request.body:
@@ -155,6 +123,6 @@ def _optional_params(request: Request) -> GenerationParams:
 
 def _last_event_id(request: Request) -> int:
     raw = request.headers.get("last-event-id") or request.args.get("last_event_id") or "0"
-    if not raw.isdigit():
+    if not EVENT_ID.fullmatch(raw):
         raise BadRequest("Last-Event-ID must be a whole number")
     return int(raw)

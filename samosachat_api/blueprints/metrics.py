@@ -3,6 +3,7 @@ from __future__ import annotations
 import time
 
 from sanic import Blueprint, Request, raw
+from sanic.constants import HTTP_METHODS
 from sanic.response import HTTPResponse
 from sanic_ext import openapi
 
@@ -21,7 +22,8 @@ async def exposition(request: Request) -> HTTPResponse:
 
 async def record_request(request: Request, response: HTTPResponse) -> None:
     route = request.uri_template or "unmatched"
-    metrics.REQUESTS.labels(route, request.method, str(response.status)).inc()
+    method = request.method if request.method in HTTP_METHODS else "OTHER"  # clients may send any token
+    metrics.REQUESTS.labels(route, method, str(response.status)).inc()
     started = getattr(request.ctx, "started", None)
     if started is not None:
         metrics.REQUEST_SECONDS.labels(route).observe(time.perf_counter() - started)

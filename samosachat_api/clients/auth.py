@@ -58,5 +58,5 @@ def _user_from(response: httpx.Response) -> AuthenticatedUser | None:
             is_admin=user.get("is_admin") is True,
             expires_at=float(exp) if exp is not None else None,
         )
-    except (ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
         raise _failure("malformed", UpstreamError("Auth service sent a malformed answer")) from None

@@ -6,6 +6,8 @@ from collections import defaultdict
 from datetime import timezone
 from uuid import UUID
 
+from tortoise.timezone import now
+
 from ..errors import ConversationNotFound
 from ..models import DEFAULT_MODEL_TAG, DEFAULT_TITLE, Conversation, Message
 
@@ -37,14 +39,13 @@ async def get(user_id: UUID, conversation_id: UUID) -> Conversation:
 
 
 async def messages_of(conversation: Conversation) -> list[Message]:
-    return await Message.filter(conversation_id=conversation.id).order_by("created_at")
+    return await Message.in_conversation_of(conversation.user_id, conversation.id).order_by("created_at")
 
 
 async def rename(user_id: UUID, conversation_id: UUID, title: str) -> Conversation:
-    conversation = await get(user_id, conversation_id)
-    conversation.title = title
-    await conversation.save(update_fields=["title", "updated_at"])
-    return conversation
+    if not await Conversation.owned_by(user_id).filter(id=conversation_id).update(title=title, updated_at=now()):
+        raise ConversationNotFound()
+    return await get(user_id, conversation_id)
 
 
 async def delete(user_id: UUID, conversation_id: UUID) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from uuid import UUID
 
 import structlog
@@ -10,7 +9,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.timezone import now
 from tortoise.transactions import in_transaction
 
-from ..errors import NothingToAnswer
+from ..errors import ConversationNotFound, NothingToAnswer
 from ..models import DEFAULT_TITLE, Conversation, Message, Role
 
 log = structlog.get_logger(__name__)
@@ -18,52 +17,52 @@ log = structlog.get_logger(__name__)
 TITLE_LENGTH = 80
 
 
-@dataclass(frozen=True)
-class HistoryWindow:
-    max_messages: int
-    max_characters: int
-
-    def apply(self, messages: list[Message]) -> list[dict[str, str]]:
-        """The newest messages, oldest first, within the count and character budget.
-
-        The newest message is always kept, however long it is.
-        """
-        kept: list[Message] = []
-        characters = 0
-        for message in reversed(messages[-self.max_messages :]):
-            characters += len(message.content)
-            if kept and characters > self.max_characters:
-                break
-            kept.append(message)
-        return [{"role": m.role.value, "content": m.content} for m in reversed(kept)]
+def history_for_model(messages: list[Message], max_characters: int) -> list[dict[str, str]]:
+    """The newest messages, oldest first, dropping older ones once their characters exceed
+    `max_characters`; the newest is always kept, however long it is."""
+    kept: list[Message] = []
+    characters = 0
+    for message in reversed(messages):
+        characters += len(message.content)
+        if kept and characters > max_characters:
+            break
+        kept.append(message)
+    return [{"role": m.role.value, "content": m.content} for m in reversed(kept)]
 
 
 async def add_user_message(conversation: Conversation, content: str) -> Message:
-    async with in_transaction():
-        message = await Message.create(conversation_id=conversation.id, role=Role.USER, content=content)
-        if conversation.title == DEFAULT_TITLE:
-            conversation.title = content[:TITLE_LENGTH]
-        await conversation.save(update_fields=["title", "updated_at"])
+    """Store the question, title a conversation that still has the default title, bump updated_at."""
+    owned = Conversation.owned_by(conversation.user_id).filter(id=conversation.id)
+    try:
+        async with in_transaction():
+            message = await Message.create(conversation_id=conversation.id, role=Role.USER, content=content)
+            # Conditional, so that a rename made meanwhile in another tab wins.
+            await owned.filter(title=DEFAULT_TITLE).update(title=content[:TITLE_LENGTH])
+            await owned.update(updated_at=now())
+    except IntegrityError:  # deleted since it was read
+        raise ConversationNotFound() from None
     return message
 
 
-async def recent(conversation_id: UUID, limit: int) -> list[Message]:
-    newest_first = await Message.filter(conversation_id=conversation_id).order_by("-created_at").limit(limit)
+async def recent(user_id: UUID, conversation_id: UUID, limit: int) -> list[Message]:
+    """The newest `limit` messages, oldest first."""
+    newest_first = await Message.in_conversation_of(user_id, conversation_id).order_by("-created_at").limit(limit)
     return newest_first[::-1]
 
 
-async def history_for_regenerate(conversation_id: UUID, limit: int) -> tuple[list[Message], UUID | None]:
+async def history_for_regenerate(user_id: UUID, conversation_id: UUID, limit: int) -> tuple[list[Message], UUID | None]:
     """The history to answer again, and the newest assistant answer it would replace (if any)."""
-    messages = await recent(conversation_id, limit + 1)
+    history = await recent(user_id, conversation_id, limit + 1)
     replaced = None
-    if messages and messages[-1].role == Role.ASSISTANT:
-        replaced = messages.pop().id
-    if not messages or messages[-1].role != Role.USER:
+    if history and history[-1].role == Role.ASSISTANT:
+        replaced = history.pop().id
+    if not history or history[-1].role != Role.USER:
         raise NothingToAnswer()
-    return messages[-limit:], replaced
+    return history[-limit:], replaced
 
 
 async def store_answer(
+    user_id: UUID,
     conversation_id: UUID,
     content: str,
     *,
@@ -86,8 +85,8 @@ async def store_answer(
                 model_tag=model_tag,
             )
             if replaces is not None:
-                await Message.filter(id=replaces, conversation_id=conversation_id).delete()
-            await Conversation.filter(id=conversation_id).update(updated_at=now())
+                await Message.in_conversation_of(user_id, conversation_id).filter(id=replaces).delete()
+            await Conversation.owned_by(user_id).filter(id=conversation_id).update(updated_at=now())
     except IntegrityError:
         log.info("answer_dropped_conversation_deleted", conversation_id=str(conversation_id))
         return None
