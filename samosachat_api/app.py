@@ -54,7 +54,7 @@ def create_app(*, settings: Settings | None = None) -> Sanic:
 
     register_tortoise(
         app,
-        config=tortoise_config(settings.database_url),
+        config=tortoise_config(settings.database_url, settings.database_pool_size),
         generate_schemas=settings.database_url.startswith("sqlite"),
     )
     app.blueprint([blueprints.health, blueprints.conversations, blueprints.messages, blueprints.llm_models])

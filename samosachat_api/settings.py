@@ -96,6 +96,7 @@ _ENV: dict[str, tuple[Callable[[str], Any], str]] = {
     "SSE_HEARTBEAT_SECONDS": (_positive_float, "15"),
     "GRACEFUL_SHUTDOWN_TIMEOUT": (_positive_float, "30"),
     "METRICS_ENABLED": (_bool, "true"),
+    "DATABASE_POOL_SIZE": (_positive_int, "20"),
 }
 
 
@@ -118,6 +119,7 @@ class Settings:
     sse_heartbeat_seconds: float
     graceful_shutdown_timeout: float
     metrics_enabled: bool
+    database_pool_size: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -140,7 +142,9 @@ class Settings:
 MODELS_MODULE = "samosachat_api.models"
 
 
-def tortoise_config(database_url: str) -> dict[str, Any]:
+def tortoise_config(database_url: str, pool_size: int | None = None) -> dict[str, Any]:
+    if pool_size and database_url.startswith("postgres://") and "maxsize=" not in database_url:
+        database_url += f"{'&' if '?' in database_url else '?'}maxsize={pool_size}"
     return {
         "connections": {"default": database_url},
         "apps": {

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from uuid import UUID
 
 import structlog
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Case, F, Value, When
 from tortoise.timezone import now
 from tortoise.transactions import in_transaction
 
@@ -31,16 +33,18 @@ def history_for_model(messages: list[Message], max_characters: int) -> list[dict
 
 
 async def add_user_message(conversation: Conversation, content: str) -> Message:
-    """Store the question, title a conversation that still has the default title, bump updated_at."""
-    owned = Conversation.owned_by(conversation.user_id).filter(id=conversation.id)
+    """Store the question, title a conversation that still has the default title, bump updated_at.
+
+    Two statements and no transaction: the question is what matters, and the answer's store
+    bumps updated_at again.
+    """
     try:
-        async with in_transaction():
-            message = await Message.create(conversation_id=conversation.id, role=Role.USER, content=content)
-            # Conditional, so that a rename made meanwhile in another tab wins.
-            await owned.filter(title=DEFAULT_TITLE).update(title=content[:TITLE_LENGTH])
-            await owned.update(updated_at=now())
+        message = await Message.create(conversation_id=conversation.id, role=Role.USER, content=content)
     except IntegrityError:  # deleted since it was read
         raise ConversationNotFound() from None
+    # The title is decided in the UPDATE itself, so that a rename made meanwhile in another tab wins.
+    title = Case(When(title=DEFAULT_TITLE, then=Value(content[:TITLE_LENGTH])), default=F("title"))
+    await Conversation.owned_by(conversation.user_id).filter(id=conversation.id).update(title=title, updated_at=now())
     return message
 
 
@@ -72,9 +76,10 @@ async def store_answer(
     model_tag: str,
     replaces: UUID | None = None,
 ) -> Message | None:
-    """Store an assistant answer (and drop the one it replaces); None if the conversation is gone."""
+    """Store an assistant answer (and drop the one it replaces, atomically); None if the
+    conversation is gone."""
     try:
-        async with in_transaction():
+        async with in_transaction() if replaces else contextlib.nullcontext():
             message = await Message.create(
                 conversation_id=conversation_id,
                 role=Role.ASSISTANT,
