@@ -141,6 +141,9 @@ class Generations:
         try:
             try:
                 job = await prepare()
+            except asyncio.CancelledError:
+                prepared.cancel()
+                raise
             except Exception as exc:
                 prepared.set_exception(exc)
                 return

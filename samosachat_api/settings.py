@@ -78,7 +78,7 @@ def _log_level(value: str) -> str:
 
 
 # Environment variable -> (parser, default). Field names are the lower-cased variable names.
-_ENV: dict[str, tuple[Callable[[str], Any], str]] = {
+VARIABLES: dict[str, tuple[Callable[[str], Any], str]] = {
     "DATABASE_URL": (_database_url, "postgres://localhost/samosachaat"),
     "AUTH_SERVICE_URL": (_http_url, "http://auth:8001"),
     "INFERENCE_SERVICE_URL": (_http_url, "http://inference:8000"),
@@ -124,7 +124,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
         values = {}
-        for name, (parse, default) in _ENV.items():
+        for name, (parse, default) in VARIABLES.items():
             raw = environ.get(name, default)
             try:
                 values[name.lower()] = parse(raw)

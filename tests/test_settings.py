@@ -84,3 +84,16 @@ def test_tortoise_config_points_at_models_and_migrations():
     assert config["connections"]["default"] == "postgres://h/db"
     assert config["apps"]["models"]["models"] == ["samosachat_api.models"]
     assert config["apps"]["models"]["migrations"] == "migrations"
+
+
+def test_example_environment_lists_every_setting_with_its_default():
+    from pathlib import Path
+
+    from samosachat_api.settings import VARIABLES
+
+    example = Path(__file__).resolve().parent.parent / "config" / "example.env"
+    values = dict(
+        line.split("=", 1) for line in example.read_text().splitlines() if line.strip() and not line.startswith("#")
+    )
+    assert set(values) == set(VARIABLES) | {"PORT", "WEB_CONCURRENCY"}
+    assert all(values[name] == default for name, (_, default) in VARIABLES.items())
