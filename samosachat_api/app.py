@@ -44,6 +44,9 @@ def create_app(*, settings: Settings | None = None) -> Sanic:
         INJECTION_SIGNAL="http.handler.before",  # after the request middleware has bound the trace id
         CORS_ORIGINS=",".join(settings.frontend_url),
         CORS_SUPPORTS_CREDENTIALS=True,
+        # Listed, not "*": with credentials a browser takes "*" literally, and never for Authorization.
+        CORS_ALLOW_HEADERS="authorization,content-type,last-event-id,x-trace-id,x-request-id",
+        CORS_EXPOSE_HEADERS="x-trace-id",
         OAS_UI_DEFAULT="swagger",
         OAS_URL_PREFIX="/docs",
     )

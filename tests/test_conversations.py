@@ -142,3 +142,16 @@ async def test_unknown_and_malformed_ids_are_404(client, alice):
         assert "detail" in response.json()
     response = await client.delete(f"/api/conversations/{uuid.uuid4()}", headers=alice)
     assert response.status_code == 404
+
+
+async def test_cors_allows_only_the_frontend_with_credentials(client):
+    preflight = {"Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization,content-type"}
+    response = await client.options("/api/conversations", headers=preflight)
+    assert response.headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert response.headers["access-control-allow-credentials"] == "true"
+    assert set(response.headers["access-control-allow-headers"].lower().split(",")) == {"authorization", "content-type"}
+    exposed = await client.get("/api/health", headers={"Origin": "http://localhost:3000"})
+    assert exposed.headers["access-control-expose-headers"].lower() == "x-trace-id"
+    other = await client.get("/api/health", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
