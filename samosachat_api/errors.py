@@ -66,7 +66,7 @@ class DatabaseUnavailable(SanicException):
 
 # What a query raises when PostgreSQL is down, restarting or unreachable.
 DATABASE_ERRORS = (
-    ConnectionError,  # a refused or reset socket; Tortoise's DBConnectionError is one too
+    OSError,  # refused, reset, unresolvable, timed out; Tortoise's DBConnectionError is one too
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,

@@ -130,25 +130,19 @@ class Generations:
         if conversation_id in self._answers:
             raise AnswerInProgress()
         answer = self._answers[conversation_id] = Answer(conversation_id)
-        prepared = asyncio.get_running_loop().create_future()
-        prepared.add_done_callback(_retrieve)
-        self._tasks[conversation_id] = asyncio.create_task(self._run(answer, prepare, generate, prepared))
+        preparing = asyncio.ensure_future(prepare())
+        self._tasks[conversation_id] = asyncio.create_task(self._run(answer, preparing, generate))
         # Shielded: a client that goes away now must not leave its question stored but unanswered.
-        await asyncio.shield(prepared)
+        await asyncio.shield(preparing)
         return answer.follow(0, self._heartbeat)
 
-    async def _run(self, answer: Answer, prepare, generate, prepared: asyncio.Future) -> None:
+    async def _run(self, answer: Answer, preparing: asyncio.Future, generate) -> None:
         try:
             try:
-                job = await prepare()
-            except asyncio.CancelledError:
-                prepared.cancel()
-                raise
-            except Exception as exc:
-                prepared.set_exception(exc)
+                job = await preparing
+            except Exception:  # the handler that started the answer reports it
                 return
             answer.started = True
-            prepared.set_result(None)
             await generate(answer, job)
         except Exception:
             log.exception("generation_failed", conversation_id=str(answer.conversation_id))
@@ -185,9 +179,3 @@ class Generations:
             for conversation_id in list(self._answers):
                 self.stop(conversation_id)
             await asyncio.wait(list(self._tasks.values()), timeout=STORE_GRACE_SECONDS)
-
-
-def _retrieve(future: asyncio.Future) -> None:
-    # A failed preparation whose client has gone: mark the exception as seen, not "never retrieved".
-    if not future.cancelled():
-        future.exception()

@@ -96,3 +96,14 @@ async def test_starts_and_answers_liveness_without_a_database(env_closed_port, c
     assert ready.status_code == 503 and ready.json()["ready"] is False
     response = await client.post("/api/conversations", json={}, headers=alice)
     assert response.status_code == 503
+
+
+@pytest.fixture
+def env_unresolvable_host(env):
+    env["DATABASE_URL"] = "postgres://root@nonexistent.invalid:5432/nowhere"
+
+
+async def test_unresolvable_database_host_is_503_not_500(env_unresolvable_host, client, alice):
+    response = await client.get("/api/conversations", headers=alice)
+    assert response.status_code == 503
+    assert response.json() == {"detail": "Database unavailable"}

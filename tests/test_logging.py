@@ -86,3 +86,16 @@ async def test_debug_logs_keep_message_contents_out(capsys, debug_logs, client, 
     out = capsys.readouterr().out
     assert '"level": "debug"' in out
     assert "private words" not in out and "Hi there" not in out
+
+
+async def test_upstream_error_text_is_not_logged(capsys, client, alice, upstreams):
+    from .support.upstreams import sse as sse_chunks
+
+    upstreams.generate_chunks = sse_chunks({"error": "prompt SECRET-QUESTION too long"})
+    cid = (await client.post("/api/conversations", json={}, headers=alice)).json()["id"]
+    capsys.readouterr()
+    response = await client.post(f"/api/conversations/{cid}/messages", json={"content": "q"}, headers=alice)
+    assert "SECRET-QUESTION" in response.text  # the user is told
+    out = capsys.readouterr().out
+    assert "SECRET-QUESTION" not in out
+    assert '"kind": "error_event"' in out

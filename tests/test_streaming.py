@@ -280,3 +280,50 @@ async def test_regenerate_with_nothing_to_answer_is_400(client, alice, upstreams
     assert response.status_code == 400
     assert response.json() == {"detail": "The conversation has no user message to answer"}
     assert upstreams.generate_requests == []
+
+
+async def test_compressed_upstream_stream(client, alice, upstreams, db):
+    import gzip
+
+    body = b"".join(sse(*token_events("zip", "ped")))
+    upstreams.router.routes["generate"].side_effect = None
+    upstreams.router.routes["generate"].return_value = httpx.Response(
+        200, headers={"content-type": "text/event-stream", "content-encoding": "gzip"}, content=gzip.compress(body)
+    )
+    cid = await new_conversation(client, alice)
+    status, events = await post_stream(client, f"/api/conversations/{cid}/messages", alice, {"content": "hi"})
+    assert tokens(events) == "zipped" and events[-1].data == {"done": True}
+    assert (await rows(db, cid))[1]["content"] == "zipped"
+
+
+async def test_trouble_after_done_keeps_the_complete_answer(client, alice, upstreams, db):
+    upstreams.generate_chunks = [*sse(*token_events("all", " there")), b"data: \xff\xfe\n\n", httpx.ReadError("reset")]
+    cid = await new_conversation(client, alice)
+    status, events = await post_stream(client, f"/api/conversations/{cid}/messages", alice, {"content": "hi"})
+    assert [e.data for e in events][-1] == {"done": True}
+    assert not any("error" in e.data for e in events)
+    assert (await rows(db, cid))[1]["content"] == "all there"
+
+
+async def test_last_event_without_a_final_newline(client, alice, upstreams, db):
+    upstreams.generate_chunks = [b'data: {"token": "end"}\n\n', b'data: {"done": true}']
+    cid = await new_conversation(client, alice)
+    status, events = await post_stream(client, f"/api/conversations/{cid}/messages", alice, {"content": "hi"})
+    assert [e.data for e in events] == [{"token": "end"}, {"done": True}]
+
+
+async def test_multi_line_data_is_relayed_as_valid_sse(client, alice, upstreams, db):
+    upstreams.generate_chunks = [b'data: {"token":\ndata: "Hi"}\n\n', b'data: {"done": true}\n\n']
+    cid = await new_conversation(client, alice)
+    response = await client.post(f"/api/conversations/{cid}/messages", json={"content": "hi"}, headers=alice)
+    assert response.text.startswith('id: 1\ndata: {"token":\ndata: "Hi"}\n\n')
+    assert (await rows(db, cid))[1]["content"] == "Hi"
+
+
+async def test_long_lines_in_small_chunks(client, alice, upstreams, db):
+    token = "x" * 200_000
+    raw = f'data: {{"token": "{token}"}}\n\ndata: {{"done": true}}\n\n'.encode()
+    upstreams.generate_chunks = [raw[i : i + 512] for i in range(0, len(raw), 512)]
+    cid = await new_conversation(client, alice)
+    status, events = await post_stream(client, f"/api/conversations/{cid}/messages", alice, {"content": "hi"})
+    assert tokens(events) == token

@@ -11,7 +11,7 @@ import httpx
 from ..errors import UpstreamError, UpstreamUnavailable
 from ._http import upstream_failure
 
-END_OF_STREAM_SECONDS = 1.0  # how long to wait for the body to end after `done`
+END_OF_STREAM_SECONDS = 0.1  # a well-behaved upstream ends the body with `done`
 
 
 class InferenceClient:
@@ -21,24 +21,28 @@ class InferenceClient:
         self._http = http
 
     async def generate(self, payload: dict[str, Any]) -> AsyncIterator[tuple[str, dict]]:
-        """Yield each event as (its JSON text exactly as sent, the parsed object), up to `done`."""
+        """Yield each event as (its JSON text exactly as sent, the parsed object); the last one is
+        `done`. An `error` event, or a stream that ends or breaks before `done`, is an UpstreamError."""
         try:
             async with self._http.stream("POST", "/generate", json=payload) as response:
                 if response.status_code >= 400:
                     status = response.status_code
                     raise _failure("status", UpstreamError(f"Inference service answered {status}"), upstream_status=status)
-                events = _sse_data(response.aiter_raw())
-                async for data in events:
+                body = response.aiter_bytes()
+                async for data in _sse_data(body):
                     event = _parse_event(data)
+                    if "error" in event:
+                        raise _failure("error_event", UpstreamError(f"Inference service failed: {event['error']}"))
                     yield data, event
                     if event.get("done") is True:
-                        await _read_to_end(events)
+                        await _read_to_end(body)
                         return
+                raise _failure("incomplete", UpstreamError("Inference stream ended before it was done"))
         except httpx.TimeoutException:
             raise _failure("timeout", UpstreamUnavailable("Inference service timed out")) from None
         except httpx.ConnectError:
             raise _failure("unreachable", UpstreamUnavailable("Inference service unavailable")) from None
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, httpx.DecodingError) as exc:
             raise _failure("broken_stream", UpstreamError("Inference stream broke off"), cause=type(exc).__name__) from None
 
     async def models(self) -> tuple[int, Any]:
@@ -63,34 +67,50 @@ class InferenceClient:
             raise _failure("malformed", UpstreamError("Inference service sent a malformed answer"), path=path) from None
 
 
-async def _read_to_end(events: AsyncIterator[str]) -> None:
-    """Read what follows `done` (the end of the body), so that httpx can reuse the connection."""
-    with contextlib.suppress(TimeoutError):
+async def _read_to_end(body: AsyncIterator[bytes]) -> None:
+    """Read the end of the body after `done`, so that httpx can reuse the connection. The answer is
+    complete by then: an end that is slow or broken only costs the connection."""
+    with contextlib.suppress(TimeoutError, httpx.HTTPError):
         async with asyncio.timeout(END_OF_STREAM_SECONDS):
-            async for _ in events:
+            async for _ in body:
                 pass
 
 
 async def _sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
-    """The `data` of each Server-Sent Event, whatever the chunking (multi-line data joined,
-    comments and other fields skipped, LF, CRLF or CR line ends)."""
-    pending = b""
+    """The `data` of each Server-Sent Event (multi-line data joined; comments and other fields skipped)."""
     data: list[str] = []
-    async for chunk in chunks:
-        pending += chunk
-        # A trailing CR may be the first half of a CRLF: keep it for the next chunk.
-        text, pending = (pending[:-1], b"\r") if pending.endswith(b"\r") else (pending, b"")
-        lines = text.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
-        pending = lines.pop() + pending
-        for line in lines:  # whole lines: a multi-byte character is never split here
-            if line.startswith(b"data:"):
-                value = _decode(line[5:])
-                data.append(value[1:] if value.startswith(" ") else value)
-            elif not line and data:
-                yield "\n".join(data)
-                data = []
+    async for line in _lines(chunks):
+        if line.startswith(b"data:"):
+            value = _decode(line[5:])
+            data.append(value[1:] if value.startswith(" ") else value)
+        elif not line and data:
+            yield "\n".join(data)
+            data = []
     if data:
         yield "\n".join(data)
+
+
+async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The lines of a byte stream, whatever its chunking and line ends (LF, CRLF or CR). Lines are
+    whole, so a multi-byte character is never split."""
+    pending = bytearray()
+    async for chunk in chunks:
+        pending += chunk
+        if b"\n" in chunk or b"\r" in chunk:  # else the line goes on: no rescanning of long lines
+            for line in _cut_complete_lines(pending):
+                yield line
+    pending += b"\n"  # the end of the stream ends the last line
+    for line in _cut_complete_lines(pending):
+        yield line
+
+
+def _cut_complete_lines(pending: bytearray) -> list[bytes]:
+    # A CR at the very end may be the first half of a CRLF: it waits for the next chunk.
+    limit = len(pending) - 1 if pending.endswith(b"\r") else len(pending)
+    end = max(pending.rfind(b"\n", 0, limit), pending.rfind(b"\r", 0, limit)) + 1
+    complete = bytes(pending[:end])
+    del pending[:end]
+    return complete.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")[:-1]
 
 
 def _decode(raw: bytes) -> str:
