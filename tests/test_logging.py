@@ -25,9 +25,7 @@ async def test_every_line_is_json_with_trace_and_user(capsys, client, alice, ups
     )
     assert response.headers["x-trace-id"] == "trace-abc-123"
     parse(response.text)
-    all_lines = log_lines(capsys)
-    open("/tmp/dbg.txt","w").write("\n".join(map(str, all_lines)))
-    lines = [line for line in all_lines if line.get("trace_id") == "trace-abc-123"]
+    lines = [line for line in log_lines(capsys) if line.get("trace_id") == "trace-abc-123"]
     assert {line["event"] for line in lines} >= {"request", "answer_stored"}
     user_id = upstreams.users[alice["Authorization"][7:]]["user"]["id"]
     for line in lines:

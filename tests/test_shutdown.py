@@ -12,7 +12,6 @@ import httpx
 import pytest
 
 from .processes import stand_ins, wait_for_exit, web_service
-from .sse import parse
 from .support.standins import new_token
 
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel
-from sanic_ext.extensions.openapi.definitions import Component, Parameter, RequestBody, Response
+from sanic_ext.extensions.openapi.definitions import (
+    Component,
+    Parameter,
+    RequestBody,
+    Response,
+)
 from sanic_ext.extensions.openapi.types import Schema
 
 from ..schemas import ErrorOut

@@ -10,6 +10,7 @@ Ctrl-C stops everything.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -43,10 +44,8 @@ stand-in auth {auth_url}, stand-in inference {inference_url}, internal key {INTE
 Any token `user-<uuid>` (or `admin-<uuid>`) is valid. Ctrl-C to stop.""",
             flush=True,
         )
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
-        except KeyboardInterrupt:
-            pass
 
 
 if __name__ == "__main__":
