@@ -24,6 +24,7 @@ from sanic import Request, json
 from sanic.constants import HTTP_METHODS
 from sanic.exceptions import BadRequest, MethodNotAllowed, NotFound, SanicException
 from sanic.response import HTTPResponse
+from sanic_ext.exceptions import ValidationError
 
 log = structlog.get_logger(__name__)
 
@@ -101,17 +102,14 @@ def render_error(request: Request, exc: Exception) -> HTTPResponse:
     if isinstance(exc, DATABASE_ERRORS):
         log.error("database_unavailable", error=type(exc).__name__)
         exc = DatabaseUnavailable()
-    if isinstance(exc, pydantic.ValidationError):
-        status, detail = 400, _validation_detail(exc)
-        log.warning("request_failed", status=status, error="ValidationError", detail=detail)
-    elif isinstance(exc, SanicException):
-        status = exc.status_code
-        detail = _validation_detail(exc) if status == 400 else str(exc) or exc.message
-        log.warning("request_failed", status=status, error=type(exc).__name__, detail=detail)
-    else:
-        status, detail = 500, "Internal server error"
+    elif isinstance(exc, pydantic.ValidationError):  # from a handler that validates by hand
+        exc = ValidationError(_validation_detail(exc))  # as sanic-ext's @validate raises it
+    if not isinstance(exc, SanicException):
         log.exception("unhandled_error", error=type(exc).__name__)
-    headers = dict(getattr(exc, "headers", None) or {})
+        return json({"detail": "Internal server error"}, status=500)
+    detail = _validation_detail(exc) if exc.status_code == 400 else str(exc) or exc.message
+    log.warning("request_failed", status=exc.status_code, error=type(exc).__name__, detail=detail)
+    headers = dict(exc.headers or {})
     if isinstance(exc, MethodNotAllowed) and "Allow" not in headers:
         headers["Allow"] = _allowed_methods(request)
-    return json({"detail": detail}, status=status, headers=headers)
+    return json({"detail": detail}, status=exc.status_code, headers=headers)
