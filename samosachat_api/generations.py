@@ -38,6 +38,7 @@ class Answer:
         self.started = False  # prepared: the question is stored, the generation is under way
         self.finished = False
         self.stop_requested = False
+        self.task: asyncio.Task | None = None  # the task generating it, set by Generations
         self._readers_waiting: list[asyncio.Future] = []
         self._upstream: asyncio.Future | None = None
 
@@ -107,7 +108,6 @@ class Generations:
     def __init__(self, heartbeat: float) -> None:
         self._heartbeat = heartbeat
         self._answers: dict[UUID, Answer] = {}
-        self._tasks: dict[UUID, asyncio.Task] = {}
         self._draining = False
 
     def __len__(self) -> int:
@@ -131,7 +131,7 @@ class Generations:
             raise AnswerInProgress()
         answer = self._answers[conversation_id] = Answer(conversation_id)
         preparing = asyncio.ensure_future(prepare())
-        self._tasks[conversation_id] = asyncio.create_task(self._run(answer, preparing, generate))
+        answer.task = asyncio.create_task(self._run(answer, preparing, generate))
         # Shielded: a client that goes away now must not leave its question stored but unanswered.
         await asyncio.shield(preparing)
         return answer.follow(0, self._heartbeat)
@@ -148,7 +148,7 @@ class Generations:
             log.exception("generation_failed", conversation_id=str(answer.conversation_id))
         finally:
             answer.finish()
-            del self._answers[answer.conversation_id], self._tasks[answer.conversation_id]
+            del self._answers[answer.conversation_id]
 
     def follow(self, conversation_id: UUID, after: int) -> AsyncIterator[Batch] | None:
         """The events of the answer being generated, after event `after`; None if there is none."""
@@ -170,12 +170,15 @@ class Generations:
         self._draining = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        if self._tasks:
-            log.info("draining_answers", running=len(self._tasks), timeout=timeout)
-        while self._tasks and loop.time() < deadline:
-            await asyncio.wait(list(self._tasks.values()), timeout=deadline - loop.time())
-        if self._tasks:
-            log.warning("stopping_answers_at_deadline", running=len(self._tasks))
-            for conversation_id in list(self._answers):
-                self.stop(conversation_id)
-            await asyncio.wait(list(self._tasks.values()), timeout=STORE_GRACE_SECONDS)
+        if self._answers:
+            log.info("draining_answers", running=len(self._answers), timeout=timeout)
+        while self._answers and loop.time() < deadline:
+            await asyncio.wait(self._running_tasks(), timeout=deadline - loop.time())
+        if self._answers:
+            log.warning("stopping_answers_at_deadline", running=len(self._answers))
+            for answer in self._answers.values():
+                answer.stop()
+            await asyncio.wait(self._running_tasks(), timeout=STORE_GRACE_SECONDS)
+
+    def _running_tasks(self) -> list[asyncio.Task]:
+        return [answer.task for answer in self._answers.values()]
