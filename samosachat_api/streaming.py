@@ -122,7 +122,8 @@ async def _store(job: AnswerJob, received: _Received, elapsed_ms: int) -> None:
         replaces=job.replaces,
     )
     log.info(
-        "answer_stored" if stored else "answer_discarded",
+        "answer_stored" if stored else "answer_discarded_conversation_deleted",
+        conversation_id=str(job.conversation_id),
         stopped=stopped,
         tokens=len(received.tokens),
         inference_time_ms=elapsed_ms,

@@ -117,7 +117,7 @@ def _decode(raw: bytes) -> str:
     try:
         return raw.decode()
     except UnicodeDecodeError:
-        raise _failure("malformed", UpstreamError("Inference service sent a malformed event")) from None
+        raise _malformed_event() from None
 
 
 def _parse_event(data: str) -> dict:
@@ -126,8 +126,12 @@ def _parse_event(data: str) -> dict:
     except ValueError:
         event = None
     if not isinstance(event, dict):
-        raise _failure("malformed", UpstreamError("Inference service sent a malformed event"))
+        raise _malformed_event()
     return event
+
+
+def _malformed_event() -> UpstreamError:
+    return _failure("malformed", UpstreamError("Inference service sent a malformed event"))
 
 
 def _failure(kind: str, error: UpstreamError, **fields: object) -> UpstreamError:

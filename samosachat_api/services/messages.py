@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 from uuid import UUID
 
-import structlog
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Case, F, Value, When
 from tortoise.timezone import now
@@ -13,8 +12,6 @@ from tortoise.transactions import in_transaction
 
 from ..errors import ConversationNotFound, NothingToAnswer
 from ..models import DEFAULT_TITLE, Conversation, Message, Role
-
-log = structlog.get_logger(__name__)
 
 TITLE_LENGTH = 80
 
@@ -92,7 +89,6 @@ async def store_answer(
             if replaces is not None:
                 await Message.in_conversation_of(user_id, conversation_id).filter(id=replaces).delete()
             await Conversation.owned_by(user_id).filter(id=conversation_id).update(updated_at=now())
-    except IntegrityError:
-        log.info("answer_dropped_conversation_deleted", conversation_id=str(conversation_id))
+    except IntegrityError:  # the caller logs it
         return None
     return message
