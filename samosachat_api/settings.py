@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -25,8 +26,8 @@ def _positive_int(value: str) -> int:
 
 def _positive_float(value: str) -> float:
     number = float(value)
-    if number <= 0:
-        raise ValueError("must be greater than 0")
+    if not 0 < number < math.inf:  # also refuses "nan" and "inf", which float() accepts
+        raise ValueError("must be a number greater than 0")
     return number
 
 

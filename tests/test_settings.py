@@ -45,6 +45,8 @@ def test_lists_are_comma_separated():
         ("MAX_TOKEN_BUDGET", "abc"),
         ("MAX_CONVERSATION_HISTORY", "0"),
         ("AUTH_CACHE_TTL_SECONDS", "-1"),
+        ("SSE_HEARTBEAT_SECONDS", "nan"),
+        ("GRACEFUL_SHUTDOWN_TIMEOUT", "inf"),
         ("INFERENCE_DEFAULT_TEMPERATURE", "3"),
         ("DATABASE_URL", "mysql://x"),
         ("AUTH_SERVICE_URL", "auth:8001"),
