@@ -121,6 +121,13 @@ def bob(upstreams: Upstreams) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+async def new_conversation(client: httpx.AsyncClient, headers: dict[str, str], **body: str) -> str:
+    """Create a conversation through the API; its id."""
+    response = await client.post("/api/conversations", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
 async def eventually(check: Callable[[], object], timeout: float = 5.0) -> object:
     """Poll an async check until it returns something truthy."""
     deadline = asyncio.get_running_loop().time() + timeout

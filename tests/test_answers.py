@@ -12,15 +12,11 @@ import pytest
 
 from samosachat_api.generations import Answer
 
-from .conftest import eventually
+from .conftest import eventually, new_conversation
 from .sse import parse, post_stream, tokens
 from .support.upstreams import sse, token_events
 
 WORDS = [f"w{i} " for i in range(20)]
-
-
-async def new_conversation(client, headers) -> str:
-    return (await client.post("/api/conversations", json={}, headers=headers)).json()["id"]
 
 
 async def start_slow_answer(client, headers, upstreams, app, delay=0.02):

@@ -8,13 +8,9 @@ import uuid
 
 import httpx
 
-from .conftest import eventually
+from .conftest import eventually, new_conversation
 from .sse import parse, post_stream, tokens
 from .support.upstreams import sse, token_events
-
-
-async def new_conversation(client, headers, **body) -> str:
-    return (await client.post("/api/conversations", json=body, headers=headers)).json()["id"]
 
 
 async def rows(db, cid):
