@@ -6,12 +6,13 @@ from sanic import Sanic
 from tortoise.contrib.sanic import register_tortoise
 
 from . import blueprints, metrics
-from .auth import Authenticator, current_user
+from .auth import Authenticator, current_user, owned_conversation
 from .blueprints.metrics import record_request
 from .clients import AuthClient, AuthenticatedUser, InferenceClient, new_http_client
 from .errors import render_error
 from .generations import STORE_GRACE_SECONDS, Generations
 from .logging import bind_request_context, configure_logging, log_access
+from .models import Conversation
 from .settings import Settings, SettingsError, tortoise_config
 from .shutdown import drain_answers_on_shutdown
 
@@ -60,9 +61,9 @@ def create_app(*, settings: Settings | None = None) -> Sanic:
         config=tortoise_config(settings.database_url, settings.database_pool_size),
         generate_schemas=settings.database_url.startswith("sqlite"),
     )
-    app.blueprint([blueprints.health, blueprints.conversations, blueprints.messages, blueprints.llm_models])
+    app.blueprint([blueprints.health, blueprints.api])
+    app.on_request(bind_request_context, priority=1)  # first: the API group's authentication logs with it
     app.error_handler.add(Exception, render_error)
-    app.register_middleware(bind_request_context, "request")
     app.register_middleware(log_access, "response")
     if settings.metrics_enabled:
         _add_metrics(app)
@@ -82,6 +83,7 @@ def _wire_dependencies(app: Sanic, settings: Settings) -> None:
     app.ext.dependency(app.ctx.generations)
     app.ext.dependency(InferenceClient(inference_http))
     app.ext.add_dependency(AuthenticatedUser, current_user)
+    app.ext.add_dependency(Conversation, owned_conversation)
     app.after_server_stop(_close_clients)
 
 

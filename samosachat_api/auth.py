@@ -1,10 +1,12 @@
-"""Bearer token -> user: validated by the auth service, cached briefly, one call per token at a time."""
+"""Bearer token -> user (validated by the auth service, cached briefly, one call per token at a time),
+and what the user may reach: the conversation a route names."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import time
+from uuid import UUID
 
 import structlog
 from cachetools import TLRUCache
@@ -13,6 +15,8 @@ from sanic.exceptions import Unauthorized
 
 from . import metrics
 from .clients import AuthClient, AuthenticatedUser
+from .models import Conversation
+from .services import conversations
 
 log = structlog.get_logger(__name__)
 
@@ -59,9 +63,19 @@ def bearer_token(request: Request) -> str:
     return token
 
 
-async def current_user(request: Request) -> AuthenticatedUser:
-    """The sanic-ext dependency behind every `user: AuthenticatedUser` handler argument."""
+async def authenticate(request: Request) -> None:
+    """Request middleware of the API group: every route under it needs a valid bearer token."""
     authenticator: Authenticator = request.app.ctx.authenticator
-    user = await authenticator.user_for(bearer_token(request))
-    structlog.contextvars.bind_contextvars(user_id=str(user.id))
-    return user
+    request.ctx.user = await authenticator.user_for(bearer_token(request))
+    structlog.contextvars.bind_contextvars(user_id=str(request.ctx.user.id))
+
+
+def current_user(request: Request) -> AuthenticatedUser:
+    """The sanic-ext dependency behind a `user: AuthenticatedUser` handler argument."""
+    return request.ctx.user
+
+
+async def owned_conversation(request: Request, conversation_id: UUID) -> Conversation:
+    """The sanic-ext dependency behind a `conversation: Conversation` handler argument: the
+    route's conversation if it is the user's; another user's or a missing one is a 404."""
+    return await conversations.get(request.ctx.user.id, conversation_id)

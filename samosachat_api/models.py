@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
 from uuid import UUID
 
 from tortoise import fields
@@ -35,17 +34,6 @@ class Conversation(Model):
     class Meta:
         table = "conversations"
         indexes = [Index(fields=("user_id", "updated_at"), name="ix_conversations_user_updated")]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": str(self.id),
-            "user_id": str(self.user_id),
-            "title": self.title,
-            "model_tag": self.model_tag,
-            "is_favorited": self.is_favorited,
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-        }
 
     @classmethod
     def owned_by(cls, user_id: UUID) -> QuerySet[Conversation]:
@@ -79,15 +67,3 @@ class Message(Model):
         """Messages of one conversation, and only if it belongs to `user_id`."""
         return cls.filter(conversation_id=conversation_id, conversation__user_id=user_id)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": str(self.id),
-            "conversation_id": str(self.conversation_id),
-            "role": self.role.value,
-            "content": self.content,
-            "token_count": self.token_count or 0,
-            "model_tag": self.model_tag or "",
-            "inference_time_ms": self.inference_time_ms or 0,
-            "time_to_first_token_ms": self.time_to_first_token_ms or 0,
-            "created_at": self.created_at.isoformat(),
-        }

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 from sanic_ext import openapi
@@ -73,7 +73,19 @@ class SwapModel(Model):
     model_tag: Text(1, 100)
 
 
-# Responses (for the OpenAPI description; the handlers' JSON is checked against them by schemathesis).
+# Responses: the handlers render them, the OpenAPI description shows them, schemathesis checks both.
+
+# Columns the old service left nullable are shown as 0 / "" rather than null.
+ZeroIfNull = Annotated[int, BeforeValidator(lambda value: value or 0)]
+EmptyIfNull = Annotated[str, BeforeValidator(lambda value: value or "")]
+# As the old service wrote them: "2026-11-26T09:12:03.120511+00:00" (pydantic would end in "Z").
+Timestamp = Annotated[datetime, PlainSerializer(datetime.isoformat, return_type=str)]
+
+
+class Out(Model):
+    """A response read straight from a Tortoise model (or any object with these attributes)."""
+
+    model_config = ConfigDict(from_attributes=True)
 
 
 @openapi.component
@@ -82,27 +94,27 @@ class ErrorOut(Model):
 
 
 @openapi.component
-class ConversationOut(Model):
+class ConversationOut(Out):
     id: UUID
     user_id: UUID
     title: str
     model_tag: str
     is_favorited: bool
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 @openapi.component
-class MessageOut(Model):
+class MessageOut(Out):
     id: UUID
     conversation_id: UUID
     role: Literal["user", "assistant", "system"]
     content: str
-    token_count: int
-    model_tag: str
-    inference_time_ms: int
-    time_to_first_token_ms: int
-    created_at: datetime
+    token_count: ZeroIfNull
+    model_tag: EmptyIfNull
+    inference_time_ms: ZeroIfNull
+    time_to_first_token_ms: ZeroIfNull
+    created_at: Timestamp
 
 
 @openapi.component
@@ -111,7 +123,7 @@ class ConversationDetailOut(ConversationOut):
 
 
 @openapi.component
-class ConversationPageOut(Model):
+class ConversationPageOut(Out):
     items: list[ConversationOut]
     grouped: dict[str, list[ConversationOut]] = Field(description="items keyed by the UTC date of updated_at")
     limit: int

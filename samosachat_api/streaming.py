@@ -112,14 +112,16 @@ async def _store(job: AnswerJob, received: _Received, elapsed_ms: int) -> None:
         log.info("answer_stopped_before_first_token")
         return
     stored = await messages.store_answer(
-        job.user_id,
-        job.conversation_id,
-        "".join(received.tokens),
-        token_count=len(received.tokens),
-        inference_time_ms=elapsed_ms,
-        time_to_first_token_ms=received.first_token_ms,
-        model_tag=job.model_tag,
-        replaces=job.replaces,
+        messages.StoredAnswer(
+            job.user_id,
+            job.conversation_id,
+            "".join(received.tokens),
+            token_count=len(received.tokens),
+            inference_time_ms=elapsed_ms,
+            time_to_first_token_ms=received.first_token_ms,
+            model_tag=job.model_tag,
+            replaces=job.replaces,
+        )
     )
     log.info(
         "answer_stored" if stored else "answer_discarded_conversation_deleted",

@@ -1,10 +1,11 @@
-"""OpenAPI helpers shared by the blueprints: the documented responses of a route."""
+"""Shared by the blueprints: the documented responses of a route, and rendering one."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from pydantic import BaseModel
+from sanic.response import HTTPResponse
 from sanic_ext.extensions.openapi.definitions import (
     Component,
     Parameter,
@@ -64,3 +65,8 @@ def _content(body: Any) -> Any:
     if body is None or isinstance(body, dict):
         return body
     return {"application/json": {"schema": Component(body)}}
+
+
+def render(out: BaseModel, status: int = 200) -> HTTPResponse:
+    """A response model as the JSON body: the same schema the description shows."""
+    return HTTPResponse(out.model_dump_json(), status=status, content_type="application/json")

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from sanic import Blueprint, Request, empty, json
-from sanic.response import HTTPResponse, JSONResponse
+from sanic import Blueprint, Request, empty
+from sanic.response import HTTPResponse
 from sanic_ext import openapi, validate
 
 from ..clients import AuthenticatedUser
 from ..generations import Generations
+from ..models import Conversation
 from ..schemas import (
     ConversationDetailOut,
     ConversationOut,
@@ -17,9 +18,9 @@ from ..schemas import (
     RenameConversation,
 )
 from ..services import conversations
-from ._docs import BEARER, json_body, query_parameters, responses
+from ._docs import BEARER, json_body, query_parameters, render, responses
 
-bp = Blueprint("conversations", url_prefix="/api/conversations")
+bp = Blueprint("conversations", url_prefix="/conversations")
 
 
 @bp.get("")
@@ -29,12 +30,11 @@ bp = Blueprint("conversations", url_prefix="/api/conversations")
     response=responses({200: ConversationPageOut}, 400),
     secured=BEARER,
 )
-async def list_conversations(request: Request, user: AuthenticatedUser) -> JSONResponse:
+async def list_conversations(request: Request, user: AuthenticatedUser) -> HTTPResponse:
     query = _list_query(request)
     page = await conversations.list_page(user.id, query.limit, query.offset)
-    as_json = {c.id: c.to_json() for c in page}  # each one serialised once, shared by both views
-    grouped = {day: [as_json[c.id] for c in group] for day, group in conversations.group_by_day(page).items()}
-    return json({"items": list(as_json.values()), "grouped": grouped, "limit": query.limit, "offset": query.offset})
+    grouped = conversations.group_by_day(page)
+    return render(ConversationPageOut(items=page, grouped=grouped, limit=query.limit, offset=query.offset))
 
 
 def _list_query(request: Request) -> ListQuery:
@@ -50,9 +50,9 @@ def _list_query(request: Request) -> ListQuery:
     secured=BEARER,
 )
 @validate(json=CreateConversation, strict=True)
-async def create_conversation(request: Request, body: CreateConversation, user: AuthenticatedUser) -> JSONResponse:
+async def create_conversation(request: Request, body: CreateConversation, user: AuthenticatedUser) -> HTTPResponse:
     conversation = await conversations.create(user.id, body.title, body.model_tag)
-    return json(conversation.to_json(), status=201)
+    return render(ConversationOut.model_validate(conversation), status=201)
 
 
 @bp.get("/<conversation_id:uuid>")
@@ -61,10 +61,9 @@ async def create_conversation(request: Request, body: CreateConversation, user: 
     response=responses({200: ConversationDetailOut}, 404),
     secured=BEARER,
 )
-async def get_conversation(request: Request, conversation_id: UUID, user: AuthenticatedUser) -> JSONResponse:
-    conversation = await conversations.get(user.id, conversation_id)
+async def get_conversation(request: Request, conversation_id: UUID, conversation: Conversation) -> HTTPResponse:
     history = await conversations.messages_of(conversation)
-    return json({**conversation.to_json(), "messages": [m.to_json() for m in history]})
+    return render(ConversationDetailOut(**dict(ConversationOut.model_validate(conversation)), messages=history))
 
 
 @bp.put("/<conversation_id:uuid>")
@@ -76,10 +75,10 @@ async def get_conversation(request: Request, conversation_id: UUID, user: Authen
 )
 @validate(json=RenameConversation, strict=True)
 async def rename_conversation(
-    request: Request, conversation_id: UUID, body: RenameConversation, user: AuthenticatedUser
-) -> JSONResponse:
-    conversation = await conversations.rename(user.id, conversation_id, body.title)
-    return json(conversation.to_json())
+    request: Request, conversation_id: UUID, body: RenameConversation, conversation: Conversation
+) -> HTTPResponse:
+    await conversations.rename(conversation, body.title)
+    return render(ConversationOut.model_validate(conversation))
 
 
 @bp.delete("/<conversation_id:uuid>")
@@ -89,8 +88,8 @@ async def rename_conversation(
     secured=BEARER,
 )
 async def delete_conversation(
-    request: Request, conversation_id: UUID, user: AuthenticatedUser, generations: Generations
+    request: Request, conversation_id: UUID, conversation: Conversation, generations: Generations
 ) -> HTTPResponse:
-    await conversations.delete(user.id, conversation_id)
-    generations.stop(conversation_id)  # an answer being generated has nowhere to go
+    await conversations.delete(conversation)
+    generations.stop(conversation.id)  # an answer being generated has nowhere to go
     return empty()

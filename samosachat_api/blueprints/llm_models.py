@@ -12,7 +12,7 @@ from ._docs import BEARER, json_body, responses
 
 UPSTREAM_JSON = {"application/json": {"schema": {"description": "The inference service's JSON, unchanged"}}}
 
-bp = Blueprint("llm_models", url_prefix="/api/models")
+bp = Blueprint("llm_models", url_prefix="/models")
 
 
 @bp.get("")
@@ -21,7 +21,7 @@ bp = Blueprint("llm_models", url_prefix="/api/models")
     response=responses({200: UPSTREAM_JSON}),
     secured=BEARER,
 )
-async def list_models(request: Request, user: AuthenticatedUser, inference: InferenceClient) -> JSONResponse:
+async def list_models(request: Request, inference: InferenceClient) -> JSONResponse:
     status, models = await inference.models()
     return json(models, status=status)
 

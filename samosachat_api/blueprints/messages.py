@@ -5,22 +5,23 @@ from __future__ import annotations
 import re
 from uuid import UUID
 
-from sanic import Blueprint, Request, empty, json
+from sanic import Blueprint, Request, empty
 from sanic.exceptions import BadRequest
-from sanic.response import HTTPResponse, JSONResponse
+from sanic.response import HTTPResponse
 from sanic_ext import openapi, validate
 from sanic_ext.extensions.openapi.definitions import Parameter
 from sanic_ext.extensions.openapi.types import Schema
 
-from ..clients import AuthenticatedUser, InferenceClient
+from ..clients import InferenceClient
 from ..generations import Generations
 from ..schemas import GenerationParams, SendMessage, StoppedOut
-from ..services import conversations, messages
+from ..models import Conversation
+from ..services import messages
 from ..settings import Settings
 from ..streaming import AnswerJob, generate, relay
-from ._docs import BEARER, EVENT_STREAM, json_body, responses
+from ._docs import BEARER, EVENT_STREAM, json_body, render, responses
 
-bp = Blueprint("messages", url_prefix="/api/conversations/<conversation_id:uuid>")
+bp = Blueprint("messages", url_prefix="/conversations/<conversation_id:uuid>")
 
 EVENT_ID = re.compile(r"[0-9]{1,9}")
 EVENT_ID_SCHEMA = Schema(type="integer", minimum=0, maximum=999_999_999)
@@ -38,16 +39,14 @@ async def send_message(
     request: Request,
     conversation_id: UUID,
     body: SendMessage,
-    user: AuthenticatedUser,
+    conversation: Conversation,
     settings: Settings,
     generations: Generations,
     inference: InferenceClient,
 ) -> None:
-    conversation = await conversations.get(user.id, conversation_id)
-
     async def prepare() -> AnswerJob:
         await messages.add_user_message(conversation, body.content)
-        history = await messages.recent(user.id, conversation.id, settings.max_conversation_history)
+        history = await messages.recent(conversation, settings.max_conversation_history)
         return AnswerJob.build(conversation, history, body, settings)
 
     events = await generations.start(conversation.id, prepare, lambda answer, job: generate(answer, job, inference))
@@ -64,17 +63,16 @@ async def send_message(
 async def regenerate(
     request: Request,
     conversation_id: UUID,
-    user: AuthenticatedUser,
+    conversation: Conversation,
     settings: Settings,
     generations: Generations,
     inference: InferenceClient,
 ) -> None:
     params = _optional_params(request)
-    conversation = await conversations.get(user.id, conversation_id)
 
     async def prepare() -> AnswerJob:
         limit = settings.max_conversation_history
-        history, replaces = await messages.history_for_regenerate(user.id, conversation.id, limit)
+        history, replaces = await messages.history_for_regenerate(conversation, limit)
         return AnswerJob.build(conversation, history, params, settings, replaces)
 
     events = await generations.start(conversation.id, prepare, lambda answer, job: generate(answer, job, inference))
@@ -92,11 +90,9 @@ async def regenerate(
     secured=BEARER,
 )
 async def resume(
-    request: Request, conversation_id: UUID, user: AuthenticatedUser, generations: Generations
+    request: Request, conversation_id: UUID, conversation: Conversation, generations: Generations
 ) -> HTTPResponse | None:
-    after = _last_event_id(request)
-    await conversations.get(user.id, conversation_id)
-    events = generations.follow(conversation_id, after)
+    events = generations.follow(conversation.id, _last_event_id(request))
     if events is None:
         return empty()
     await relay(request, events)
@@ -109,9 +105,10 @@ async def resume(
     response=responses({200: StoppedOut}, 404),
     secured=BEARER,
 )
-async def stop(request: Request, conversation_id: UUID, user: AuthenticatedUser, generations: Generations) -> JSONResponse:
-    await conversations.get(user.id, conversation_id)
-    return json({"stopped": generations.stop(conversation_id)})
+async def stop(
+    request: Request, conversation_id: UUID, conversation: Conversation, generations: Generations
+) -> HTTPResponse:
+    return render(StoppedOut(stopped=generations.stop(conversation.id)))
 
 
 def _optional_params(request: Request) -> GenerationParams:

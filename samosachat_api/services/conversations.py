@@ -42,12 +42,13 @@ async def messages_of(conversation: Conversation) -> list[Message]:
     return await Message.in_conversation_of(conversation.user_id, conversation.id).order_by("created_at")
 
 
-async def rename(user_id: UUID, conversation_id: UUID, title: str) -> Conversation:
-    if not await Conversation.owned_by(user_id).filter(id=conversation_id).update(title=title, updated_at=now()):
-        raise ConversationNotFound()
-    return await get(user_id, conversation_id)
+async def rename(conversation: Conversation, title: str) -> None:
+    changed = {"title": title, "updated_at": now()}
+    if not await Conversation.owned_by(conversation.user_id).filter(id=conversation.id).update(**changed):
+        raise ConversationNotFound()  # deleted since it was read
+    conversation.update_from_dict(changed)
 
 
-async def delete(user_id: UUID, conversation_id: UUID) -> None:
-    if not await Conversation.owned_by(user_id).filter(id=conversation_id).delete():
-        raise ConversationNotFound()
+async def delete(conversation: Conversation) -> None:
+    if not await Conversation.owned_by(conversation.user_id).filter(id=conversation.id).delete():
+        raise ConversationNotFound()  # deleted since it was read

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from uuid import UUID
 
 from tortoise.exceptions import IntegrityError
@@ -45,15 +46,15 @@ async def add_user_message(conversation: Conversation, content: str) -> Message:
     return message
 
 
-async def recent(user_id: UUID, conversation_id: UUID, limit: int) -> list[Message]:
+async def recent(conversation: Conversation, limit: int) -> list[Message]:
     """The newest `limit` messages, oldest first."""
-    newest_first = await Message.in_conversation_of(user_id, conversation_id).order_by("-created_at").limit(limit)
+    newest_first = await Message.in_conversation_of(conversation.user_id, conversation.id).order_by("-created_at").limit(limit)
     return newest_first[::-1]
 
 
-async def history_for_regenerate(user_id: UUID, conversation_id: UUID, limit: int) -> tuple[list[Message], UUID | None]:
+async def history_for_regenerate(conversation: Conversation, limit: int) -> tuple[list[Message], UUID | None]:
     """The history to answer again, and the newest assistant answer it would replace (if any)."""
-    history = await recent(user_id, conversation_id, limit + 1)
+    history = await recent(conversation, limit + 1)
     replaced = None
     if history and history[-1].role == Role.ASSISTANT:
         replaced = history.pop().id
@@ -62,33 +63,38 @@ async def history_for_regenerate(user_id: UUID, conversation_id: UUID, limit: in
     return history[-limit:], replaced
 
 
-async def store_answer(
-    user_id: UUID,
-    conversation_id: UUID,
-    content: str,
-    *,
-    token_count: int,
-    inference_time_ms: int,
-    time_to_first_token_ms: int | None,
-    model_tag: str,
-    replaces: UUID | None = None,
-) -> Message | None:
+@dataclass(frozen=True)
+class StoredAnswer:
+    """An assistant answer as it is stored; `replaces` is the answer a regenerated one supersedes."""
+
+    user_id: UUID
+    conversation_id: UUID
+    content: str
+    token_count: int
+    inference_time_ms: int
+    time_to_first_token_ms: int | None
+    model_tag: str
+    replaces: UUID | None = None
+
+
+async def store_answer(answer: StoredAnswer) -> Message | None:
     """Store an assistant answer (and drop the one it replaces, atomically); None if the
     conversation is gone."""
+    owner, conversation_id = answer.user_id, answer.conversation_id
     try:
-        async with in_transaction() if replaces else contextlib.nullcontext():
+        async with in_transaction() if answer.replaces else contextlib.nullcontext():
             message = await Message.create(
                 conversation_id=conversation_id,
                 role=Role.ASSISTANT,
-                content=content,
-                token_count=token_count,
-                inference_time_ms=inference_time_ms,
-                time_to_first_token_ms=time_to_first_token_ms,
-                model_tag=model_tag,
+                content=answer.content,
+                token_count=answer.token_count,
+                inference_time_ms=answer.inference_time_ms,
+                time_to_first_token_ms=answer.time_to_first_token_ms,
+                model_tag=answer.model_tag,
             )
-            if replaces is not None:
-                await Message.in_conversation_of(user_id, conversation_id).filter(id=replaces).delete()
-            await Conversation.owned_by(user_id).filter(id=conversation_id).update(updated_at=now())
+            if answer.replaces is not None:
+                await Message.in_conversation_of(owner, conversation_id).filter(id=answer.replaces).delete()
+            await Conversation.owned_by(owner).filter(id=conversation_id).update(updated_at=now())
     except IntegrityError:  # the caller logs it
         return None
     return message
