@@ -113,6 +113,10 @@ class Generations:
     def __len__(self) -> int:
         return len(self._answers)
 
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
     async def start(
         self,
         conversation_id: UUID,

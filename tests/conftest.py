@@ -1,4 +1,5 @@
-"""A database of its own per test run (migrated with the release command), a live app per test."""
+"""A database of its own per test run (migrated with the release command), and the app under test:
+built once, and again only for tests that need other settings."""
 
 from __future__ import annotations
 
@@ -81,26 +82,60 @@ def env(database_url: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-async def app(env: dict[str, str], db, upstreams) -> AsyncIterator[Sanic]:
-    Sanic.test_mode = True
-    application = create_app(settings=Settings.from_env(env))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = await application.create_server(sock=sock, return_asyncio_server=True)
+class LiveApp:
+    """The app under test, served on a socket in the test loop. Built once and kept while tests
+    ask for the same settings; rebuilt when a test needs others or left it draining."""
+
+    def __init__(self) -> None:
+        self.app: Sanic | None = None
+        self._env: dict[str, str] = {}
+        self._server = None
+
+    async def serving(self, env: dict[str, str]) -> Sanic:
+        if self.app is None or env != self._env or self.app.ctx.generations.draining:
+            await self.stop()
+            await self._start(dict(env))
+        return self.app
+
+    async def _start(self, env: dict[str, str]) -> None:
+        Sanic.test_mode = True
+        self.app = create_app(settings=Settings.from_env(env))
+        self._env = env
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self._server = await self.app.create_server(sock=sock, return_asyncio_server=True)
+        await self._server.startup()
+        await self._server.before_start()
+        await self._server.after_start()
+        await self._server.start_serving()
+        self.app.ctx.test_port = sock.getsockname()[1]
+
+    async def stop(self) -> None:
+        if self.app is None:
+            return
+        app, server, self.app, self._server = self.app, self._server, None, None
+        try:
+            await server.before_stop()
+            server.close()
+            await server.wait_closed()
+            await server.after_stop()
+        finally:
+            Sanic._app_registry.pop(app.name, None)
+
+
+@pytest.fixture(scope="session")
+async def live_app() -> AsyncIterator[LiveApp]:
+    live = LiveApp()
     try:
-        await server.startup()
-        await server.before_start()
-        await server.after_start()
-        await server.start_serving()
-        application.ctx.test_port = sock.getsockname()[1]
-        yield application
+        yield live
     finally:
-        await server.before_stop()
-        server.close()
-        await server.wait_closed()
-        await server.after_stop()
-        Sanic._app_registry.pop(application.name, None)
+        await live.stop()
+
+
+@pytest.fixture
+async def app(env: dict[str, str], db, upstreams, live_app: LiveApp) -> Sanic:
+    """The service built from `env`: shared with the tests before it when their settings match."""
+    return await live_app.serving(env)
 
 
 @pytest.fixture
@@ -136,3 +171,10 @@ async def eventually(check: Callable[[], object], timeout: float = 5.0) -> objec
         if result or asyncio.get_running_loop().time() > deadline:
             return result
         await asyncio.sleep(0.02)
+
+
+def pytest_make_parametrize_id(config, val, argname):
+    """Readable test ids: a parametrized body or value as text, long ones shortened."""
+    text = val.decode(errors="replace") if isinstance(val, bytes) else val if isinstance(val, str) else repr(val)
+    text = text.encode("unicode_escape").decode()  # NUL and newlines stay visible and harmless
+    return text if len(text) <= 40 else f"{text[:24]}…({len(text)} chars)"

@@ -7,6 +7,10 @@ import time
 
 import httpx
 import pytest
+from sanic import Sanic
+
+from samosachat_api.app import create_app
+from samosachat_api.settings import Settings
 
 
 async def test_missing_or_malformed_token_is_401(client, upstreams):
@@ -16,6 +20,34 @@ async def test_missing_or_malformed_token_is_401(client, upstreams):
         assert response.json() == {"detail": "Missing or malformed bearer token"}
         assert response.headers["www-authenticate"] == "Bearer"
     assert upstreams.auth_calls == 0
+
+
+async def test_every_api_route_needs_a_token_and_only_those_outside_are_public(env, upstreams, live_app):
+    """The guard is the API group's, whatever a handler's arguments: every route the router has
+    under /api, including ones added later, answers 401 without a token.
+
+    In-process through sanic-testing's ASGI client, which starts and stops the app around every
+    request, so the shared live app is stopped first (Tortoise keeps one context per process)."""
+    await live_app.stop()
+    Sanic.test_mode = True
+    app = create_app(settings=Settings.from_env(env))
+    try:
+        for public in ("/api/health", "/metrics", "/docs/openapi.json"):
+            _, response = await app.asgi_client.get(public)
+            assert response.status == 200, public
+        guarded = [
+            (method, "/" + route.path.replace("<conversation_id:uuid>", "6f1c2d3e-0000-4000-8000-000000000000"))
+            for route in app.router.routes
+            if route.path.startswith("api/") and not route.path.startswith("api/health")
+            for method in sorted(route.methods - {"OPTIONS", "HEAD"})
+        ]
+        assert len(guarded) >= 10
+        for method, path in guarded:
+            _, response = await app.asgi_client.request(method, path)
+            assert (response.status, response.json) == (401, {"detail": "Missing or malformed bearer token"}), path
+        assert upstreams.auth_calls == 0
+    finally:
+        Sanic._app_registry.pop(app.name, None)
 
 
 async def test_invalid_token_is_401_and_not_cached(client, upstreams):
