@@ -13,8 +13,10 @@ from .errors import render_error
 from .generations import STORE_GRACE_SECONDS, Generations
 from .logging import bind_request_context, configure_logging, log_access
 from .models import Conversation
+from .schemas import ListQuery
 from .settings import Settings, SettingsError, tortoise_config
 from .shutdown import drain_answers_on_shutdown
+from .streaming import Answering
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -80,10 +82,13 @@ def _wire_dependencies(app: Sanic, settings: Settings) -> None:
     )
     app.ctx.generations = Generations(heartbeat=settings.sse_heartbeat_seconds)
     app.ext.dependency(settings)
+    inference = InferenceClient(inference_http)
     app.ext.dependency(app.ctx.generations)
-    app.ext.dependency(InferenceClient(inference_http))
+    app.ext.dependency(inference)
+    app.ext.dependency(Answering(app.ctx.generations, inference, settings))
     app.ext.add_dependency(AuthenticatedUser, current_user)
     app.ext.add_dependency(Conversation, owned_conversation)
+    app.ext.add_dependency(ListQuery, ListQuery.from_request)
     app.after_server_stop(_close_clients)
 
 

@@ -14,6 +14,7 @@ from uuid import UUID
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
+from sanic import Request
 from sanic_ext import openapi
 
 
@@ -43,6 +44,12 @@ class ListQuery(Model):
 
     limit: int = Field(50, ge=1, le=200)
     offset: int = Field(0, ge=0, le=2**31 - 1)
+
+    @classmethod
+    def from_request(cls, request: Request) -> ListQuery:
+        """The sanic-ext dependency behind a `query: ListQuery` argument. Unlike `request.args`
+        (and so @validate), keeps blank values: `?limit=` is an error, not 50."""
+        return cls.model_validate(dict(request.get_query_args(keep_blank_values=True)))
 
 
 @openapi.component

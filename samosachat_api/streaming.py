@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -16,9 +17,9 @@ from sanic import Request
 from . import metrics
 from .clients import InferenceClient
 from .errors import UpstreamError
-from .generations import Answer, Batch
+from .generations import Answer, Batch, Generations
 from .models import Conversation, Message
-from .schemas import GenerationParams
+from .schemas import GenerationParams, SendMessage
 from .services import messages
 from .settings import Settings
 
@@ -55,6 +56,35 @@ class AnswerJob:
             "top_k": chosen(params.top_k, settings.inference_default_top_k),
         }
         return cls(conversation.id, conversation.user_id, conversation.model_tag, payload, replaces)
+
+
+@dataclass(frozen=True)
+class Answering:
+    """Starts answers: what the routes that ask (or ask again) call."""
+
+    generations: Generations
+    inference: InferenceClient
+    settings: Settings
+
+    async def ask(self, request: Request, conversation: Conversation, question: SendMessage) -> None:
+        async def prepare() -> AnswerJob:
+            await messages.add_user_message(conversation, question.content)
+            history = await messages.recent(conversation, self.settings.max_conversation_history)
+            return AnswerJob.build(conversation, history, question, self.settings)
+
+        await self._answer(request, conversation, prepare)
+
+    async def regenerate(self, request: Request, conversation: Conversation, params: GenerationParams) -> None:
+        async def prepare() -> AnswerJob:
+            limit = self.settings.max_conversation_history
+            history, replaces = await messages.history_for_regenerate(conversation, limit)
+            return AnswerJob.build(conversation, history, params, self.settings, replaces)
+
+        await self._answer(request, conversation, prepare)
+
+    async def _answer(self, request: Request, conversation: Conversation, prepare) -> None:
+        generating = functools.partial(generate, inference=self.inference)
+        await relay(request, await self.generations.start(conversation.id, prepare, generating))
 
 
 @dataclass

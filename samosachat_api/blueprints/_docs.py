@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from sanic.response import HTTPResponse
+from sanic_ext import openapi, validate
 from sanic_ext.extensions.openapi.definitions import (
     Component,
     Parameter,
@@ -59,6 +60,27 @@ def query_parameters(model: type[BaseModel]) -> list[Parameter]:
 def json_body(model: type[BaseModel], required: bool = True) -> RequestBody:
     """The request body, described by the same model that validates it."""
     return RequestBody(_content(model), required=required)
+
+
+def api_route(
+    summary: str,
+    response: list[Response],
+    body: type[BaseModel] | None = None,
+    optional_body: type[BaseModel] | None = None,
+    **definition: Any,
+):
+    """An API route's OpenAPI description (bearer-secured), and strict validation of its JSON
+    `body` by the model the description shows ("5" is not a number). An `optional_body` is
+    only described: the handler validates it when there is one."""
+
+    def decorate(handler):
+        described = json_body(optional_body, required=False) if optional_body else None
+        if body is not None:
+            handler = validate(json=body, strict=True)(handler)
+            described = json_body(body)
+        return openapi.definition(summary=summary, body=described, response=response, secured=BEARER, **definition)(handler)
+
+    return decorate
 
 
 def _content(body: Any) -> Any:

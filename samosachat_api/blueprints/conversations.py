@@ -4,7 +4,6 @@ from uuid import UUID
 
 from sanic import Blueprint, Request, empty
 from sanic.response import HTTPResponse
-from sanic_ext import openapi, validate
 
 from ..clients import AuthenticatedUser
 from ..generations import Generations
@@ -18,48 +17,38 @@ from ..schemas import (
     RenameConversation,
 )
 from ..services import conversations
-from ._docs import BEARER, json_body, query_parameters, render, responses
+from ._docs import api_route, query_parameters, render, responses
 
 bp = Blueprint("conversations", url_prefix="/conversations")
 
 
 @bp.get("")
-@openapi.definition(
-    summary="List the user's conversations, newest activity first",
+@api_route(
+    "List the user's conversations, newest activity first",
+    responses({200: ConversationPageOut}, 400),
     parameter=query_parameters(ListQuery),
-    response=responses({200: ConversationPageOut}, 400),
-    secured=BEARER,
 )
-async def list_conversations(request: Request, user: AuthenticatedUser) -> HTTPResponse:
-    query = _list_query(request)
+async def list_conversations(request: Request, user: AuthenticatedUser, query: ListQuery) -> HTTPResponse:
     page = await conversations.list_page(user.id, query.limit, query.offset)
     grouped = conversations.group_by_day(page)
     return render(ConversationPageOut(items=page, grouped=grouped, limit=query.limit, offset=query.offset))
 
 
-def _list_query(request: Request) -> ListQuery:
-    """Unlike `request.args` (and so @validate), keeps blank values: `?limit=` is an error, not 50."""
-    return ListQuery.model_validate(dict(request.get_query_args(keep_blank_values=True)))
-
-
 @bp.post("")
-@openapi.definition(
-    summary="Create a conversation",
-    body=json_body(CreateConversation),
-    response=responses({201: ConversationOut}, 400),
-    secured=BEARER,
+@api_route(
+    "Create a conversation",
+    responses({201: ConversationOut}, 400),
+    body=CreateConversation,
 )
-@validate(json=CreateConversation, strict=True)
 async def create_conversation(request: Request, body: CreateConversation, user: AuthenticatedUser) -> HTTPResponse:
     conversation = await conversations.create(user.id, body.title, body.model_tag)
     return render(ConversationOut.model_validate(conversation), status=201)
 
 
 @bp.get("/<conversation_id:uuid>")
-@openapi.definition(
-    summary="A conversation with its messages, oldest first",
-    response=responses({200: ConversationDetailOut}, 404),
-    secured=BEARER,
+@api_route(
+    "A conversation with its messages, oldest first",
+    responses({200: ConversationDetailOut}, 404),
 )
 async def get_conversation(request: Request, conversation_id: UUID, conversation: Conversation) -> HTTPResponse:
     history = await conversations.messages_of(conversation)
@@ -67,13 +56,11 @@ async def get_conversation(request: Request, conversation_id: UUID, conversation
 
 
 @bp.put("/<conversation_id:uuid>")
-@openapi.definition(
-    summary="Rename a conversation",
-    body=json_body(RenameConversation),
-    response=responses({200: ConversationOut}, 400, 404),
-    secured=BEARER,
+@api_route(
+    "Rename a conversation",
+    responses({200: ConversationOut}, 400, 404),
+    body=RenameConversation,
 )
-@validate(json=RenameConversation, strict=True)
 async def rename_conversation(
     request: Request, conversation_id: UUID, body: RenameConversation, conversation: Conversation
 ) -> HTTPResponse:
@@ -82,10 +69,9 @@ async def rename_conversation(
 
 
 @bp.delete("/<conversation_id:uuid>")
-@openapi.definition(
-    summary="Delete a conversation and its messages",
-    response=responses({204: None}, 404),
-    secured=BEARER,
+@api_route(
+    "Delete a conversation and its messages",
+    responses({204: None}, 404),
 )
 async def delete_conversation(
     request: Request, conversation_id: UUID, conversation: Conversation, generations: Generations

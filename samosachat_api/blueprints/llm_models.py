@@ -3,12 +3,11 @@ from __future__ import annotations
 from sanic import Blueprint, Request, json
 from sanic.exceptions import Forbidden
 from sanic.response import JSONResponse
-from sanic_ext import openapi, validate
 
 from ..clients import AuthenticatedUser, InferenceClient
 from ..schemas import SwapModel
 from ..settings import Settings
-from ._docs import BEARER, json_body, responses
+from ._docs import api_route, responses
 
 UPSTREAM_JSON = {"application/json": {"schema": {"description": "The inference service's JSON, unchanged"}}}
 
@@ -16,10 +15,9 @@ bp = Blueprint("llm_models", url_prefix="/models")
 
 
 @bp.get("")
-@openapi.definition(
-    summary="The inference service's models (its GET /models, unchanged)",
-    response=responses({200: UPSTREAM_JSON}),
-    secured=BEARER,
+@api_route(
+    "The inference service's models (its GET /models, unchanged)",
+    responses({200: UPSTREAM_JSON}),
 )
 async def list_models(request: Request, inference: InferenceClient) -> JSONResponse:
     status, models = await inference.models()
@@ -27,13 +25,11 @@ async def list_models(request: Request, inference: InferenceClient) -> JSONRespo
 
 
 @bp.post("/swap")
-@openapi.definition(
-    summary="Swap the loaded model (administrators only); the inference service's answer and status",
-    body=json_body(SwapModel),
-    response=responses({200: UPSTREAM_JSON}, 400, 403),
-    secured=BEARER,
+@api_route(
+    "Swap the loaded model (administrators only); the inference service's answer and status",
+    responses({200: UPSTREAM_JSON}, 400, 403),
+    body=SwapModel,
 )
-@validate(json=SwapModel, strict=True)
 async def swap_model(
     request: Request, body: SwapModel, user: AuthenticatedUser, inference: InferenceClient, settings: Settings
 ) -> JSONResponse:

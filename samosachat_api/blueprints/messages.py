@@ -8,18 +8,14 @@ from uuid import UUID
 from sanic import Blueprint, Request, empty
 from sanic.exceptions import BadRequest
 from sanic.response import HTTPResponse
-from sanic_ext import openapi, validate
 from sanic_ext.extensions.openapi.definitions import Parameter
 from sanic_ext.extensions.openapi.types import Schema
 
-from ..clients import InferenceClient
 from ..generations import Generations
-from ..schemas import GenerationParams, SendMessage, StoppedOut
 from ..models import Conversation
-from ..services import messages
-from ..settings import Settings
-from ..streaming import AnswerJob, generate, relay
-from ._docs import BEARER, EVENT_STREAM, json_body, render, responses
+from ..schemas import GenerationParams, SendMessage, StoppedOut
+from ..streaming import Answering, relay
+from ._docs import EVENT_STREAM, api_route, render, responses
 
 bp = Blueprint("messages", url_prefix="/conversations/<conversation_id:uuid>")
 
@@ -28,66 +24,35 @@ EVENT_ID_SCHEMA = Schema(type="integer", minimum=0, maximum=999_999_999)
 
 
 @bp.post("/messages")
-@openapi.definition(
-    summary="Ask: store the message and stream the answer",
-    body=json_body(SendMessage),
-    response=responses({200: EVENT_STREAM}, 400, 404, 409),
-    secured=BEARER,
+@api_route(
+    "Ask: store the message and stream the answer",
+    responses({200: EVENT_STREAM}, 400, 404, 409),
+    body=SendMessage,
 )
-@validate(json=SendMessage, strict=True)
 async def send_message(
-    request: Request,
-    conversation_id: UUID,
-    body: SendMessage,
-    conversation: Conversation,
-    settings: Settings,
-    generations: Generations,
-    inference: InferenceClient,
+    request: Request, conversation_id: UUID, body: SendMessage, conversation: Conversation, answering: Answering
 ) -> None:
-    async def prepare() -> AnswerJob:
-        await messages.add_user_message(conversation, body.content)
-        history = await messages.recent(conversation, settings.max_conversation_history)
-        return AnswerJob.build(conversation, history, body, settings)
-
-    events = await generations.start(conversation.id, prepare, lambda answer, job: generate(answer, job, inference))
-    await relay(request, events)
+    await answering.ask(request, conversation, body)
 
 
 @bp.post("/regenerate")
-@openapi.definition(
-    summary="Answer the newest question again; the new answer replaces the old one once stored",
-    body=json_body(GenerationParams, required=False),
-    response=responses({200: EVENT_STREAM}, 400, 404, 409),
-    secured=BEARER,
+@api_route(
+    "Answer the newest question again; the new answer replaces the old one once stored",
+    responses({200: EVENT_STREAM}, 400, 404, 409),
+    optional_body=GenerationParams,
 )
-async def regenerate(
-    request: Request,
-    conversation_id: UUID,
-    conversation: Conversation,
-    settings: Settings,
-    generations: Generations,
-    inference: InferenceClient,
-) -> None:
-    params = _optional_params(request)
-
-    async def prepare() -> AnswerJob:
-        limit = settings.max_conversation_history
-        history, replaces = await messages.history_for_regenerate(conversation, limit)
-        return AnswerJob.build(conversation, history, params, settings, replaces)
-
-    events = await generations.start(conversation.id, prepare, lambda answer, job: generate(answer, job, inference))
-    await relay(request, events)
+async def regenerate(request: Request, conversation_id: UUID, conversation: Conversation, answering: Answering) -> None:
+    await answering.regenerate(request, conversation, _optional_params(request))
 
 
 @bp.get("/stream")
-@openapi.definition(
-    summary="Re-attach to the answer being generated, after Last-Event-ID",
+@api_route(
+    "Re-attach to the answer being generated, after Last-Event-ID",
+    responses({200: EVENT_STREAM, 204: None}, 400, 404),
     parameter=[
         Parameter("Last-Event-ID", EVENT_ID_SCHEMA, "header"),
         Parameter("last_event_id", EVENT_ID_SCHEMA, "query"),
     ],
-    response=responses({200: EVENT_STREAM, 204: None}, 400, 404),
-    secured=BEARER,
 )
 async def resume(
     request: Request, conversation_id: UUID, conversation: Conversation, generations: Generations
@@ -100,10 +65,9 @@ async def resume(
 
 
 @bp.post("/stop")
-@openapi.definition(
-    summary="Stop the answer being generated, keeping what it has so far",
-    response=responses({200: StoppedOut}, 404),
-    secured=BEARER,
+@api_route(
+    "Stop the answer being generated, keeping what it has so far",
+    responses({200: StoppedOut}, 404),
 )
 async def stop(
     request: Request, conversation_id: UUID, conversation: Conversation, generations: Generations
