@@ -35,32 +35,21 @@ async def list_conversations(request: Request, user: AuthenticatedUser, query: L
 
 
 @bp.post("")
-@api_route(
-    "Create a conversation",
-    responses({201: ConversationOut}, 400),
-    body=CreateConversation,
-)
+@api_route("Create a conversation", responses({201: ConversationOut}, 400), body=CreateConversation)
 async def create_conversation(request: Request, body: CreateConversation, user: AuthenticatedUser) -> HTTPResponse:
     conversation = await conversations.create(user.id, body.title, body.model_tag)
     return render(ConversationOut.model_validate(conversation), status=201)
 
 
 @bp.get("/<conversation_id:uuid>")
-@api_route(
-    "A conversation with its messages, oldest first",
-    responses({200: ConversationDetailOut}, 404),
-)
+@api_route("A conversation with its messages, oldest first", responses({200: ConversationDetailOut}, 404))
 async def get_conversation(request: Request, conversation_id: UUID, conversation: Conversation) -> HTTPResponse:
     history = await conversations.messages_of(conversation)
     return render(ConversationDetailOut(**dict(ConversationOut.model_validate(conversation)), messages=history))
 
 
 @bp.put("/<conversation_id:uuid>")
-@api_route(
-    "Rename a conversation",
-    responses({200: ConversationOut}, 400, 404),
-    body=RenameConversation,
-)
+@api_route("Rename a conversation", responses({200: ConversationOut}, 400, 404), body=RenameConversation)
 async def rename_conversation(
     request: Request, conversation_id: UUID, body: RenameConversation, conversation: Conversation
 ) -> HTTPResponse:
@@ -69,10 +58,7 @@ async def rename_conversation(
 
 
 @bp.delete("/<conversation_id:uuid>")
-@api_route(
-    "Delete a conversation and its messages",
-    responses({204: None}, 404),
-)
+@api_route("Delete a conversation and its messages", responses({204: None}, 404))
 async def delete_conversation(
     request: Request, conversation_id: UUID, conversation: Conversation, generations: Generations
 ) -> HTTPResponse:

@@ -15,10 +15,7 @@ bp = Blueprint("llm_models", url_prefix="/models")
 
 
 @bp.get("")
-@api_route(
-    "The inference service's models (its GET /models, unchanged)",
-    responses({200: UPSTREAM_JSON}),
-)
+@api_route("The inference service's models (its GET /models, unchanged)", responses({200: UPSTREAM_JSON}))
 async def list_models(request: Request, inference: InferenceClient) -> JSONResponse:
     status, models = await inference.models()
     return json(models, status=status)

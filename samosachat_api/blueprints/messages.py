@@ -65,10 +65,7 @@ async def resume(
 
 
 @bp.post("/stop")
-@api_route(
-    "Stop the answer being generated, keeping what it has so far",
-    responses({200: StoppedOut}, 404),
-)
+@api_route("Stop the answer being generated, keeping what it has so far", responses({200: StoppedOut}, 404))
 async def stop(
     request: Request, conversation_id: UUID, conversation: Conversation, generations: Generations
 ) -> HTTPResponse:
