@@ -7,7 +7,7 @@ from sanic.response import HTTPResponse, JSONResponse
 from sanic_ext import openapi, validate
 
 from ..clients import AuthenticatedUser
-from ..generations import Generations
+from ..answers import Answers
 from ..schemas import (
     ConversationDetailOut,
     ConversationOut,
@@ -89,8 +89,8 @@ async def rename_conversation(
     secured=BEARER,
 )
 async def delete_conversation(
-    request: Request, conversation_id: UUID, user: AuthenticatedUser, generations: Generations
+    request: Request, conversation_id: UUID, user: AuthenticatedUser, answers: Answers
 ) -> HTTPResponse:
     await conversations.delete(user.id, conversation_id)
-    generations.stop(conversation_id)  # an answer being generated has nowhere to go
+    await answers.stop(conversation_id)  # an answer being generated has nowhere to go
     return empty()

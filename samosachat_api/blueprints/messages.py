@@ -13,7 +13,7 @@ from sanic_ext.extensions.openapi.definitions import Parameter
 from sanic_ext.extensions.openapi.types import Schema
 
 from ..clients import AuthenticatedUser, InferenceClient
-from ..generations import Generations
+from ..answers import Answers
 from ..schemas import GenerationParams, SendMessage, StoppedOut
 from ..services import conversations, messages
 from ..settings import Settings
@@ -30,7 +30,7 @@ EVENT_ID_SCHEMA = Schema(type="integer", minimum=0, maximum=999_999_999)
 @openapi.definition(
     summary="Ask: store the message and stream the answer",
     body=json_body(SendMessage),
-    response=responses({200: EVENT_STREAM}, 400, 404, 409),
+    response=responses({200: EVENT_STREAM}, 400, 404, 409, 429),
     secured=BEARER,
 )
 @validate(json=SendMessage, strict=True)
@@ -40,7 +40,7 @@ async def send_message(
     body: SendMessage,
     user: AuthenticatedUser,
     settings: Settings,
-    generations: Generations,
+    answers: Answers,
     inference: InferenceClient,
 ) -> None:
     conversation = await conversations.get(user.id, conversation_id)
@@ -50,7 +50,7 @@ async def send_message(
         history = await messages.recent(user.id, conversation.id, settings.max_conversation_history)
         return AnswerJob.build(conversation, history, body, settings)
 
-    events = await generations.start(conversation.id, prepare, lambda answer, job: generate(answer, job, inference))
+    events = await answers.start(conversation.id, user.id, prepare, lambda answer, job: generate(answer, job, inference))
     await relay(request, events)
 
 
@@ -58,7 +58,7 @@ async def send_message(
 @openapi.definition(
     summary="Answer the newest question again; the new answer replaces the old one once stored",
     body=json_body(GenerationParams, required=False),
-    response=responses({200: EVENT_STREAM}, 400, 404, 409),
+    response=responses({200: EVENT_STREAM}, 400, 404, 409, 429),
     secured=BEARER,
 )
 async def regenerate(
@@ -66,7 +66,7 @@ async def regenerate(
     conversation_id: UUID,
     user: AuthenticatedUser,
     settings: Settings,
-    generations: Generations,
+    answers: Answers,
     inference: InferenceClient,
 ) -> None:
     params = _optional_params(request)
@@ -77,7 +77,7 @@ async def regenerate(
         history, replaces = await messages.history_for_regenerate(user.id, conversation.id, limit)
         return AnswerJob.build(conversation, history, params, settings, replaces)
 
-    events = await generations.start(conversation.id, prepare, lambda answer, job: generate(answer, job, inference))
+    events = await answers.start(conversation.id, user.id, prepare, lambda answer, job: generate(answer, job, inference))
     await relay(request, events)
 
 
@@ -92,11 +92,11 @@ async def regenerate(
     secured=BEARER,
 )
 async def resume(
-    request: Request, conversation_id: UUID, user: AuthenticatedUser, generations: Generations
+    request: Request, conversation_id: UUID, user: AuthenticatedUser, answers: Answers
 ) -> HTTPResponse | None:
     after = _last_event_id(request)
     await conversations.get(user.id, conversation_id)
-    events = generations.follow(conversation_id, after)
+    events = await answers.follow(conversation_id, after)
     if events is None:
         return empty()
     await relay(request, events)
@@ -109,9 +109,9 @@ async def resume(
     response=responses({200: StoppedOut}, 404),
     secured=BEARER,
 )
-async def stop(request: Request, conversation_id: UUID, user: AuthenticatedUser, generations: Generations) -> JSONResponse:
+async def stop(request: Request, conversation_id: UUID, user: AuthenticatedUser, answers: Answers) -> JSONResponse:
     await conversations.get(user.id, conversation_id)
-    return json({"stopped": generations.stop(conversation_id)})
+    return json({"stopped": await answers.stop(conversation_id)})
 
 
 def _optional_params(request: Request) -> GenerationParams:
