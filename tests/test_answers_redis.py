@@ -231,3 +231,18 @@ async def test_redis_lost_mid_answer_still_completes_and_stores(redis_proxy, cli
 
     assert await eventually(free, timeout=5)
     assert await db.fetchval("SELECT count(*) FROM messages WHERE role = 'assistant'") == 2
+
+
+async def test_ready_names_redis(client):
+    ready = await client.get("/api/health/ready")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"database": "ok", "redis": "ok"}
+
+
+def test_redis_url_is_checked_and_kept_out_of_repr(env):
+    from samosachat_api.settings import Settings, SettingsError
+
+    with pytest.raises(SettingsError, match="REDIS_URL"):
+        Settings.from_env({**env, "REDIS_URL": "http://redis:6379"})
+    settings = Settings.from_env({**env, "REDIS_URL": "rediss://:secret@redis.example:6380/0"})
+    assert settings.redis_url.startswith("rediss://") and "secret" not in repr(settings)
