@@ -9,7 +9,9 @@ SanicException
  │    └── ConversationNotFound     not a conversation of this user
  ├── PayloadTooLarge (413)         sanic: body over REQUEST_MAX_SIZE
  ├── AnswerInProgress (409)        an answer is already being generated
+ ├── TooManyAnswers (429)          the user has MAX_RUNNING_ANSWERS_PER_USER answers running
  ├── ShuttingDown (503)            no new answers while the worker drains on SIGTERM
+ ├── AnswersUnavailable (503)      Redis, which shares the running answers, cannot be reached
  ├── UpstreamError (502)           auth or inference service answered wrongly
  │    └── UpstreamUnavailable (503) auth or inference service unreachable
  └── DatabaseUnavailable (503)     rendered for DATABASE_ERRORS (the database cannot be reached)
@@ -41,6 +43,19 @@ class AnswerInProgress(SanicException):
     status_code = 409
     message = "An answer is already being generated for this conversation"
     quiet = True
+
+
+class TooManyAnswers(SanicException):
+    status_code = 429
+    message = "Too many answers are being generated for you at once; try again when one has finished"
+    headers = {"Retry-After": "5"}
+    quiet = True
+
+
+class AnswersUnavailable(SanicException):
+    status_code = 503
+    message = "Running answers are unavailable (redis cannot be reached); try again in a moment"
+    headers = {"Retry-After": "5"}
 
 
 class ShuttingDown(SanicException):

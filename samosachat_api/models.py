@@ -28,6 +28,9 @@ class Conversation(Model):
     is_favorited = fields.BooleanField(default=False)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
+    # Who generates its answer and until when (without Redis): see samosachat_api/answers/leases.py.
+    answer_lease_owner = fields.CharField(max_length=64, null=True)
+    answer_lease_until = fields.DatetimeField(null=True)
 
     messages: fields.ReverseRelation[Message]
 

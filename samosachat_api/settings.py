@@ -62,6 +62,13 @@ def _http_url(value: str) -> str:
     return url
 
 
+def _redis_url(value: str) -> str:
+    url = value.strip()
+    if url and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    return url
+
+
 def _bool(value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -98,6 +105,10 @@ VARIABLES: dict[str, tuple[Callable[[str], Any], str]] = {
     "GRACEFUL_SHUTDOWN_TIMEOUT": (_positive_float, "30"),
     "METRICS_ENABLED": (_bool, "true"),
     "DATABASE_POOL_SIZE": (_positive_int, "20"),
+    "REDIS_URL": (_redis_url, ""),
+    "REDIS_KEY_PREFIX": (str, "samosachat:"),
+    "ANSWER_LEASE_SECONDS": (_positive_float, "10"),
+    "MAX_RUNNING_ANSWERS_PER_USER": (_positive_int, "3"),
 }
 
 
@@ -121,6 +132,10 @@ class Settings:
     graceful_shutdown_timeout: float
     metrics_enabled: bool
     database_pool_size: int
+    redis_url: str
+    redis_key_prefix: str
+    answer_lease_seconds: float
+    max_running_answers_per_user: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -137,6 +152,7 @@ class Settings:
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         shown["internal_api_key"] = "***" if self.internal_api_key else ""
         shown["database_url"] = "***"
+        shown["redis_url"] = "***" if self.redis_url else ""
         return f"Settings({shown})"
 
 

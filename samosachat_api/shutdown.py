@@ -31,7 +31,7 @@ async def _start_draining(app: Sanic) -> None:
         # Not awaited: Sanic closes the listening socket only once this listener returns, and
         # then keeps open streams going while the answers finish.
         timeout = app.ctx.settings.graceful_shutdown_timeout
-        app.ctx.draining = asyncio.create_task(app.ctx.generations.drain(timeout))
+        app.ctx.draining = asyncio.create_task(app.ctx.answers.drain(timeout))
 
 
 async def _finish_draining(app: Sanic) -> None:

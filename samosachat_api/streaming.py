@@ -15,9 +15,9 @@ import structlog
 from sanic import Request
 
 from . import metrics
+from .answers import Answer, Answers, Batch
 from .clients import InferenceClient
 from .errors import UpstreamError
-from .generations import Answer, Batch, Generations
 from .models import Conversation, Message
 from .schemas import GenerationParams, SendMessage
 from .services import messages
@@ -57,12 +57,29 @@ class AnswerJob:
         }
         return cls(conversation.id, conversation.user_id, conversation.model_tag, payload, replaces)
 
+    def to_record(self) -> dict[str, Any]:
+        """What storing the answer needs, should another process have to (the payload is left out)."""
+        return {
+            "conversation_id": str(self.conversation_id),
+            "user_id": str(self.user_id),
+            "model_tag": self.model_tag,
+            "replaces": str(self.replaces) if self.replaces else None,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> AnswerJob:
+        replaces = record.get("replaces")
+        return cls(
+            UUID(record["conversation_id"]), UUID(record["user_id"]), record["model_tag"], {},
+            UUID(replaces) if replaces else None,
+        )
+
 
 @dataclass(frozen=True)
 class Answering:
     """Starts answers: what the routes that ask (or ask again) call."""
 
-    generations: Generations
+    answers: Answers
     inference: InferenceClient
     settings: Settings
 
@@ -84,7 +101,7 @@ class Answering:
 
     async def _answer(self, request: Request, conversation: Conversation, prepare) -> None:
         generating = functools.partial(generate, inference=self.inference)
-        await relay(request, await self.generations.start(conversation.id, prepare, generating))
+        await relay(request, await self.answers.start(conversation.id, conversation.user_id, prepare, generating))
 
 
 @dataclass
@@ -160,6 +177,16 @@ async def _store(job: AnswerJob, received: _Received, elapsed_ms: int) -> None:
         tokens=len(received.tokens),
         inference_time_ms=elapsed_ms,
     )
+
+
+async def store_salvaged(record: dict[str, Any], events: list[str], elapsed_ms: int) -> None:
+    """Store the tokens of an answer whose process died, as a stopped answer."""
+    received = _Received()
+    for data in events:
+        event = json.loads(data)
+        if isinstance(event, dict) and "token" in event:
+            received.tokens.append(str(event["token"]))
+    await _store(AnswerJob.from_record(record), received, elapsed_ms)
 
 
 def _event(event_id: int, data: str) -> str:

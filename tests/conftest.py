@@ -92,7 +92,7 @@ class LiveApp:
         self._server = None
 
     async def serving(self, env: dict[str, str]) -> Sanic:
-        if self.app is None or env != self._env or self.app.ctx.generations.draining:
+        if self.app is None or env != self._env or self.app.ctx.answers.draining:
             await self.stop()
             await self._start(dict(env))
         return self.app
@@ -171,6 +171,25 @@ async def eventually(check: Callable[[], object], timeout: float = 5.0) -> objec
         if result or asyncio.get_running_loop().time() > deadline:
             return result
         await asyncio.sleep(0.02)
+
+
+REDIS_SERVER = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    """A Redis key prefix of this test's own; its keys are deleted afterwards."""
+    from redis import asyncio as aioredis
+
+    prefix = f"samosachat-test-{uuid.uuid4().hex[:12]}:"
+    try:
+        yield prefix
+    finally:
+        client = aioredis.from_url(REDIS_SERVER)
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
 
 
 def pytest_make_parametrize_id(config, val, argname):

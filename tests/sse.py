@@ -39,3 +39,10 @@ async def post_stream(client, url, headers, body=None) -> tuple[int, list[Event]
 
 def tokens(events: list[Event]) -> str:
     return "".join(e.data["token"] for e in events if "token" in e.data)
+
+
+def positions(events: list[Event]) -> list[int]:
+    """The events' places in their answer (1, 2, …): ids are an answer's own base plus the place."""
+    from samosachat_api.answers.answer import ID_STRIDE
+
+    return [e.id % ID_STRIDE for e in events]

@@ -10,10 +10,10 @@ import uuid
 import httpx
 import pytest
 
-from samosachat_api.generations import Answer
+from samosachat_api.answers import Answer
 
 from .conftest import eventually, new_conversation
-from .sse import parse, post_stream, tokens
+from .sse import parse, positions, post_stream, tokens
 from .support.upstreams import sse, token_events
 
 WORDS = [f"w{i} " for i in range(20)]
@@ -25,30 +25,35 @@ async def start_slow_answer(client, headers, upstreams, app, delay=0.02):
     upstreams.generate_delay = delay
     cid = await new_conversation(client, headers)
     task = asyncio.create_task(post_stream(client, f"/api/conversations/{cid}/messages", headers, {"content": "go"}))
-    await eventually(lambda: asyncio.sleep(0, app.ctx.generations.follow(uuid.UUID(cid), 0) is not None))
+    await eventually(lambda: app.ctx.answers.follow(uuid.UUID(cid), 0))
     return cid, task
+
+
+def event_id(app, cid, position):
+    """The id of the running answer's event at `position`."""
+    return str(app.ctx.answers._answers[uuid.UUID(cid)].base + position)
 
 
 async def test_resume_from_an_event_id_replays_the_rest_once_in_order(client, alice, upstreams, app):
     cid, first = await start_slow_answer(client, alice, upstreams, app)
     await asyncio.sleep(0.15)
-    resumed = await client.get(f"/api/conversations/{cid}/stream", headers={**alice, "Last-Event-ID": "5"})
+    resumed = await client.get(f"/api/conversations/{cid}/stream", headers={**alice, "Last-Event-ID": event_id(app, cid, 5)})
     events, _ = parse(resumed.text)
     assert resumed.headers["content-type"].startswith("text/event-stream")
-    assert [e.id for e in events] == list(range(6, 22))
+    assert positions(events) == list(range(6, 22))
     assert tokens(events) == "".join(WORDS[5:])
     assert events[-1].data == {"done": True}
     _, original = await first
-    assert [e.id for e in original] == list(range(1, 22))
+    assert positions(original) == list(range(1, 22))
 
 
 async def test_resume_with_query_parameter_and_from_start(client, alice, upstreams, app):
     cid, first = await start_slow_answer(client, alice, upstreams, app)
     by_query, from_start = await asyncio.gather(
-        client.get(f"/api/conversations/{cid}/stream?last_event_id=19", headers=alice),
+        client.get(f"/api/conversations/{cid}/stream?last_event_id={event_id(app, cid, 19)}", headers=alice),
         client.get(f"/api/conversations/{cid}/stream", headers=alice),
     )
-    assert [e.id for e in parse(by_query.text)[0]] == [20, 21]
+    assert positions(parse(by_query.text)[0]) == [20, 21]
     assert tokens(parse(from_start.text)[0]) == "".join(WORDS)
     await first
 
@@ -61,7 +66,7 @@ async def test_two_readers_each_see_every_event_once(client, alice, upstreams, a
     )
     for tab in (tab_a, tab_b):
         events, _ = parse(tab.text)
-        assert [e.id for e in events] == list(range(1, 22))
+        assert positions(events) == list(range(1, 22))
     await first
 
 
@@ -138,7 +143,7 @@ async def test_heartbeats_while_the_model_is_quiet(fast_heartbeat, client, alice
     assert ": ping\n\n" in response.text
     assert tokens(events) == "slowly"
     resumed = asyncio.create_task(post_stream(client, f"/api/conversations/{cid}/messages", alice, {"content": "again"}))
-    await eventually(lambda: asyncio.sleep(0, app.ctx.generations.follow(uuid.UUID(cid), 0) is not None))
+    await eventually(lambda: app.ctx.answers.follow(uuid.UUID(cid), 0))
     again = await client.get(f"/api/conversations/{cid}/stream", headers=alice)
     assert parse(again.text)[1] >= 2
     await resumed
@@ -149,7 +154,7 @@ async def test_finished_answers_are_released(client, alice, upstreams, app, db):
     cid = await new_conversation(client, alice)
     for i in range(60):
         await client.post(f"/api/conversations/{cid}/messages", json={"content": f"q{i}"}, headers=alice)
-    assert len(app.ctx.generations) == 0
+    assert len(app.ctx.answers) == 0
     gc.collect()
     assert not [o for o in gc.get_objects() if isinstance(o, Answer)]
     assert await db.fetchval("SELECT count(*) FROM messages WHERE role = 'assistant'") == 60
@@ -159,7 +164,9 @@ async def test_event_payloads_are_unchanged_with_ids(client, alice, upstreams):
     upstreams.generate_chunks = [b'data: {"token":"x","gpu":3}\n\n', b'data: {"done":true}\n\n']
     cid = await new_conversation(client, alice)
     response = await client.post(f"/api/conversations/{cid}/messages", json={"content": "hi"}, headers=alice)
-    assert response.text == 'id: 1\ndata: {"token":"x","gpu":3}\n\nid: 2\ndata: {"done":true}\n\n'
+    first, second = [e.id for e in parse(response.text)[0]]
+    assert response.text == f'id: {first}\ndata: {{"token":"x","gpu":3}}\n\nid: {second}\ndata: {{"done":true}}\n\n'
+    assert second == first + 1
     json.loads('{"token":"x","gpu":3}')
 
 
@@ -192,7 +199,7 @@ async def test_reader_during_a_failing_preparation_gets_204_not_a_hang(slow_hist
     reader = await client.get(f"/api/conversations/{cid}/stream", headers=alice)
     assert reader.status_code == 204
     assert (await regenerating).status_code == 400
-    assert len(app.ctx.generations) == 0
+    assert len(app.ctx.answers) == 0
 
 
 async def test_stop_during_preparation_stops_the_answer(slow_history, client, alice, upstreams, db):
@@ -216,9 +223,9 @@ async def test_client_gone_during_preparation_still_gets_its_answer(slow_history
 
 async def test_resume_from_past_the_end_still_ends_with_done(client, alice, upstreams, app):
     cid, first = await start_slow_answer(client, alice, upstreams, app)
-    resumed = await client.get(f"/api/conversations/{cid}/stream?last_event_id=999", headers=alice)
+    resumed = await client.get(f"/api/conversations/{cid}/stream?last_event_id={event_id(app, cid, 999)}", headers=alice)
     events, _ = parse(resumed.text)
-    assert [(e.id, e.data) for e in events] == [(21, {"done": True})]
+    assert [(e.id % 1_000_000, e.data) for e in events] == [(21, {"done": True})]
     await first
 
 
@@ -226,7 +233,7 @@ async def test_drain_waits_for_answers_still_being_prepared_and_refuses_new_ones
     cid = await new_conversation(client, alice)
     asking = asyncio.create_task(post_stream(client, f"/api/conversations/{cid}/messages", alice, {"content": "q"}))
     await asyncio.sleep(0.1)
-    draining = asyncio.create_task(app.ctx.generations.drain(timeout=5))
+    draining = asyncio.create_task(app.ctx.answers.drain(timeout=5))
     await asyncio.sleep(0)
     other = await new_conversation(client, bob)
     refused = await client.post(f"/api/conversations/{other}/messages", json={"content": "q"}, headers=bob)

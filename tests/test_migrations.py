@@ -50,6 +50,7 @@ async def test_migrating_twice_is_harmless(scratch_database):
     assert [(c["column_name"], c["data_type"]) for c in columns] == [
         ("id", "uuid"), ("user_id", "uuid"), ("title", "character varying"), ("model_tag", "character varying"),
         ("is_favorited", "boolean"), ("created_at", "timestamp with time zone"), ("updated_at", "timestamp with time zone"),
+        ("answer_lease_owner", "character varying"), ("answer_lease_until", "timestamp with time zone"),
     ]
     with pytest.raises(asyncpg.CheckViolationError):
         conversation_id = uuid.uuid4()
@@ -75,3 +76,4 @@ async def test_adopts_the_old_services_tables_without_losing_rows(scratch_databa
     migrate(url)
     assert await connection.fetchval("SELECT title FROM conversations WHERE id = $1", conversation_id) == "from the old service"
     assert await connection.fetchval("SELECT content FROM messages") == "old question"
+    assert await connection.fetchval("SELECT answer_lease_until FROM conversations") is None

@@ -9,7 +9,7 @@ import uuid
 import httpx
 
 from .conftest import eventually, new_conversation
-from .sse import parse, post_stream, tokens
+from .sse import parse, positions, post_stream, tokens
 from .support.upstreams import sse, token_events
 
 
@@ -32,7 +32,7 @@ async def test_relays_events_and_stores_answer(client, alice, upstreams, db):
     assert response.headers["x-accel-buffering"] == "no"
     events, _ = parse(response.text)
     assert [e.data for e in events] == [{"token": "Sam", "gpu": 0}, {"token": "osa", "gpu": 0}, {"token": "!", "gpu": 0}, {"done": True}]
-    assert [e.id for e in events] == [1, 2, 3, 4]
+    assert positions(events) == [1, 2, 3, 4]
     stored = await rows(db, cid)
     assert [(r["role"], r["content"]) for r in stored] == [("user", "Hi"), ("assistant", "Samosa!")]
     answer = stored[1]
@@ -229,7 +229,7 @@ async def test_conversation_deleted_while_answering(client, alice, upstreams, db
     assert status == 200 and events[-1].data == {"done": True}
     assert await db.fetchval("SELECT count(*) FROM messages") == 0
     assert await db.fetchval("SELECT count(*) FROM conversations") == 0
-    assert len(app.ctx.generations) == 0
+    assert len(app.ctx.answers) == 0
 
 
 async def test_regenerate_replaces_newest_answer(client, alice, upstreams, db):
@@ -312,7 +312,8 @@ async def test_multi_line_data_is_relayed_as_valid_sse(client, alice, upstreams,
     upstreams.generate_chunks = [b'data: {"token":\ndata: "Hi"}\n\n', b'data: {"done": true}\n\n']
     cid = await new_conversation(client, alice)
     response = await client.post(f"/api/conversations/{cid}/messages", json={"content": "hi"}, headers=alice)
-    assert response.text.startswith('id: 1\ndata: {"token":\ndata: "Hi"}\n\n')
+    first_id = response.text.split("\n", 1)[0].removeprefix("id: ")
+    assert response.text.startswith(f'id: {first_id}\ndata: {{"token":\ndata: "Hi"}}\n\n')
     assert (await rows(db, cid))[1]["content"] == "Hi"
 
 

@@ -26,8 +26,9 @@ _ERRORS = {
     404: "Not found (also another user's conversation, or an id that is not a UUID)",
     409: "An answer is already being generated for this conversation",
     413: "Request body over 1 MiB",
+    429: "Too many answers being generated for this user at once (see Retry-After)",
     502: "An upstream service answered wrongly",
-    503: "The database or an upstream service is unavailable",
+    503: "The database, Redis or an upstream service is unavailable",
 }
 # Every authenticated route can answer these.
 AUTHENTICATED = (401, 413, 502, 503)

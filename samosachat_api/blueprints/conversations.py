@@ -5,8 +5,8 @@ from uuid import UUID
 from sanic import Blueprint, Request, empty
 from sanic.response import HTTPResponse
 
+from ..answers import Answers
 from ..clients import AuthenticatedUser
-from ..generations import Generations
 from ..models import Conversation
 from ..schemas import (
     ConversationDetailOut,
@@ -60,8 +60,8 @@ async def rename_conversation(
 @bp.delete("/<conversation_id:uuid>")
 @api_route("Delete a conversation and its messages", responses({204: None}, 404))
 async def delete_conversation(
-    request: Request, conversation_id: UUID, conversation: Conversation, generations: Generations
+    request: Request, conversation_id: UUID, conversation: Conversation, answers: Answers
 ) -> HTTPResponse:
     await conversations.delete(conversation)
-    generations.stop(conversation.id)  # an answer being generated has nowhere to go
+    await answers.stop(conversation.id)  # an answer being generated has nowhere to go
     return empty()

@@ -5,6 +5,7 @@ from sanic import Blueprint, Request, json
 from sanic.response import JSONResponse
 from sanic_ext import openapi
 
+from ..answers import Answers
 from ..schemas import HealthOut, ReadinessOut
 from ..services.health import database_ready
 from ._docs import responses
@@ -22,9 +23,11 @@ async def liveness(request: Request) -> JSONResponse:
 
 @bp.get("/ready")
 @openapi.definition(response=responses({200: ReadinessOut, 503: ReadinessOut}, authenticated=False))
-async def readiness(request: Request) -> JSONResponse:
-    """Readiness: the database answers a trivial query within 2 s."""
-    if await database_ready():
-        return json({"status": "ok", "ready": True, "checks": {"database": "ok"}})
-    log.warning("not_ready", database="unavailable")
-    return json({"status": "unavailable", "ready": False, "checks": {"database": "unavailable"}}, status=503)
+async def readiness(request: Request, answers: Answers) -> JSONResponse:
+    """Readiness: the database answers a trivial query within 2 s (and Redis a ping, when used)."""
+    checks = {"database": await database_ready(), **await answers.checks()}
+    shown = {name: "ok" if ok else "unavailable" for name, ok in checks.items()}
+    if all(checks.values()):
+        return json({"status": "ok", "ready": True, "checks": shown})
+    log.warning("not_ready", **{name: state for name, state in shown.items() if state != "ok"})
+    return json({"status": "unavailable", "ready": False, "checks": shown}, status=503)

@@ -11,7 +11,7 @@ from sanic.response import HTTPResponse
 from sanic_ext.extensions.openapi.definitions import Parameter
 from sanic_ext.extensions.openapi.types import Schema
 
-from ..generations import Generations
+from ..answers import Answers
 from ..models import Conversation
 from ..schemas import GenerationParams, SendMessage, StoppedOut
 from ..streaming import Answering, relay
@@ -26,7 +26,7 @@ EVENT_ID_SCHEMA = Schema(type="integer", minimum=0, maximum=999_999_999)
 @bp.post("/messages")
 @api_route(
     "Ask: store the message and stream the answer",
-    responses({200: EVENT_STREAM}, 400, 404, 409),
+    responses({200: EVENT_STREAM}, 400, 404, 409, 429),
     body=SendMessage,
 )
 async def send_message(
@@ -38,7 +38,7 @@ async def send_message(
 @bp.post("/regenerate")
 @api_route(
     "Answer the newest question again; the new answer replaces the old one once stored",
-    responses({200: EVENT_STREAM}, 400, 404, 409),
+    responses({200: EVENT_STREAM}, 400, 404, 409, 429),
     optional_body=GenerationParams,
 )
 async def regenerate(request: Request, conversation_id: UUID, conversation: Conversation, answering: Answering) -> None:
@@ -55,9 +55,9 @@ async def regenerate(request: Request, conversation_id: UUID, conversation: Conv
     ],
 )
 async def resume(
-    request: Request, conversation_id: UUID, conversation: Conversation, generations: Generations
+    request: Request, conversation_id: UUID, conversation: Conversation, answers: Answers
 ) -> HTTPResponse | None:
-    events = generations.follow(conversation.id, _last_event_id(request))
+    events = await answers.follow(conversation.id, _last_event_id(request))
     if events is None:
         return empty()
     await relay(request, events)
@@ -66,10 +66,8 @@ async def resume(
 
 @bp.post("/stop")
 @api_route("Stop the answer being generated, keeping what it has so far", responses({200: StoppedOut}, 404))
-async def stop(
-    request: Request, conversation_id: UUID, conversation: Conversation, generations: Generations
-) -> HTTPResponse:
-    return render(StoppedOut(stopped=generations.stop(conversation.id)))
+async def stop(request: Request, conversation_id: UUID, conversation: Conversation, answers: Answers) -> HTTPResponse:
+    return render(StoppedOut(stopped=await answers.stop(conversation.id)))
 
 
 def _optional_params(request: Request) -> GenerationParams:
