@@ -7,13 +7,13 @@ from tortoise.contrib.sanic import register_tortoise
 
 from . import blueprints, metrics
 from .answers import STORE_GRACE_SECONDS, Answers, build_answers
-from .auth import Authenticator, current_user, owned_conversation
+from .auth import Administrator, Authenticator, current_administrator, current_user, owned_conversation
 from .blueprints.metrics import record_request
 from .clients import AuthClient, AuthenticatedUser, InferenceClient, new_http_client
 from .errors import render_error
 from .logging import bind_request_context, configure_logging, log_access
 from .models import Conversation
-from .schemas import ListQuery
+from .schemas import AdminUsersQuery, ListQuery
 from .settings import Settings, SettingsError, tortoise_config
 from .shutdown import drain_answers_on_shutdown
 from .streaming import Answering, store_salvaged
@@ -82,13 +82,15 @@ def _wire_dependencies(app: Sanic, settings: Settings) -> None:
     )
     answers = app.ctx.answers = build_answers(settings, store_salvaged)
     app.ext.dependency(settings)
-    inference = InferenceClient(inference_http)
+    inference = InferenceClient(inference_http, settings.inference_generate_url)
     app.ext.add_dependency(Answers, lambda: answers)  # by the interface, whichever implementation runs
     app.ext.dependency(inference)
     app.ext.dependency(Answering(answers, inference, settings))
     app.ext.add_dependency(AuthenticatedUser, current_user)
+    app.ext.add_dependency(Administrator, current_administrator)
     app.ext.add_dependency(Conversation, owned_conversation)
     app.ext.add_dependency(ListQuery, ListQuery.from_request)
+    app.ext.add_dependency(AdminUsersQuery, AdminUsersQuery.from_request)
     app.after_server_stop(_close_clients)
     # Opened once the worker's loop runs; closed after the drain (registered before it, so run after it).
     app.before_server_start(lambda app: app.ctx.answers.open())

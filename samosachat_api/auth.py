@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from dataclasses import dataclass
 from uuid import UUID
 
 import structlog
 from cachetools import TLRUCache
 from sanic import Request
-from sanic.exceptions import Unauthorized
+from sanic.exceptions import Forbidden, Unauthorized
 
 from . import metrics
 from .clients import AuthClient, AuthenticatedUser
@@ -73,6 +74,19 @@ async def authenticate(request: Request) -> None:
 def current_user(request: Request) -> AuthenticatedUser:
     """The sanic-ext dependency behind a `user: AuthenticatedUser` handler argument."""
     return request.ctx.user
+
+
+@dataclass(frozen=True)
+class Administrator:
+    user: AuthenticatedUser
+
+
+def current_administrator(request: Request) -> Administrator:
+    """The sanic-ext dependency behind an `admin: Administrator` handler argument: 403 for others."""
+    user: AuthenticatedUser = request.ctx.user
+    if not request.app.ctx.settings.is_admin(user.email, user.is_admin):
+        raise Forbidden("Only administrators can do this")
+    return Administrator(user)
 
 
 async def owned_conversation(request: Request, conversation_id: UUID) -> Conversation:

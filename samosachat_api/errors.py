@@ -89,6 +89,10 @@ DATABASE_ERRORS = (
 )
 
 
+# pydantic's messages for these name the Python class ("...instance of SendMessage").
+_OBJECT_EXPECTED = {"model_type", "model_attributes_type", "dict_type", "dataclass_type"}
+
+
 def _validation_detail(exc: Exception) -> str:
     """A one-line account of what pydantic rejected (sanic-ext chains it as __context__)."""
     cause = exc if isinstance(exc, pydantic.ValidationError) else exc.__context__
@@ -96,8 +100,9 @@ def _validation_detail(exc: Exception) -> str:
         return str(exc)
     problems = []
     for error in cause.errors(include_url=False):
-        where = ".".join(str(part) for part in error["loc"]) or "request"
-        problems.append(f"{where}: {error['msg']}")
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        message = "Input should be a JSON object" if error["type"] in _OBJECT_EXPECTED else error["msg"]
+        problems.append(f"{where}: {message}")
     return "Invalid request: " + "; ".join(problems)
 
 

@@ -20,12 +20,18 @@ class Role(str, Enum):
     SYSTEM = "system"
 
 
+class MessageStatus(str, Enum):
+    COMPLETE = "complete"
+    STOPPED = "stopped"  # an answer kept as it stood when it was stopped (stop, shutdown, a dead worker)
+
+
 class Conversation(Model):
     id = fields.UUIDField(primary_key=True)
     user_id = fields.UUIDField()
     title = fields.CharField(max_length=500, default=DEFAULT_TITLE)
     model_tag = fields.CharField(max_length=100, default=DEFAULT_MODEL_TAG)
     is_favorited = fields.BooleanField(default=False)
+    title_set_by_user = fields.BooleanField(default=False)  # a rename; a title given at creation is a placeholder
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
     # Who generates its answer and until when (without Redis): see samosachat_api/answers/leases.py.
@@ -55,6 +61,7 @@ class Message(Model):
     model_tag = fields.CharField(max_length=100, null=True)
     inference_time_ms = fields.IntField(null=True)
     time_to_first_token_ms = fields.IntField(null=True)
+    status = fields.CharEnumField(MessageStatus, max_length=20, default=MessageStatus.COMPLETE)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     conversation_id: UUID

@@ -54,8 +54,11 @@ class ListQuery(Model):
 
 @openapi.component
 class CreateConversation(Model):
-    title: Text(max_length=500) | None = None
-    model_tag: Text(max_length=100) | None = None
+    """All optional, the body too. A title given here is a placeholder: the first question
+    replaces it (a rename does not)."""
+
+    title: Text(1, 500) | None = None
+    model_tag: Text(1, 100) | None = None
 
 
 @openapi.component
@@ -68,6 +71,8 @@ class GenerationParams(Model):
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     max_tokens: Annotated[int, Field(ge=1, le=4096)] | None = None
     top_k: Annotated[int, Field(ge=0, le=200)] | None = None
+    thinking_mode: bool | None = Field(None, description="ask the model to reason inside <think>…</think> first")
+    force_web_search: bool | None = Field(None, description="passed to the inference service as is")
 
 
 @openapi.component
@@ -117,10 +122,13 @@ class MessageOut(Out):
     conversation_id: UUID
     role: Literal["user", "assistant", "system"]
     content: str
-    token_count: ZeroIfNull
+    token_count: ZeroIfNull = 0
     model_tag: EmptyIfNull
-    inference_time_ms: ZeroIfNull
-    time_to_first_token_ms: ZeroIfNull
+    inference_time_ms: ZeroIfNull = 0
+    time_to_first_token_ms: ZeroIfNull = 0
+    status: Literal["complete", "stopped", "generating"] = Field(
+        description='"generating": the answer being generated, as it stands (the last message)'
+    )
     created_at: Timestamp
 
 
@@ -135,6 +143,35 @@ class ConversationPageOut(Out):
     grouped: dict[str, list[ConversationOut]] = Field(description="items keyed by the UTC date of updated_at")
     limit: int
     offset: int
+
+
+class AdminUsersQuery(ListQuery):
+    limit: int = Field(100, ge=1, le=1000)
+
+
+@openapi.component
+class AdminUserOut(Out):
+    id: UUID
+    email: str | None
+    name: str | None
+    provider: str | None
+    created_at: Timestamp | None
+    last_login_at: Timestamp | None
+    conversation_count: int
+    message_count: int
+
+
+@openapi.component
+class AdminTotalsOut(Model):
+    users: int
+    conversations: int
+    messages: int
+
+
+@openapi.component
+class AdminUsersOut(Model):
+    items: list[AdminUserOut]
+    totals: AdminTotalsOut
 
 
 @openapi.component

@@ -85,6 +85,23 @@ def _log_level(value: str) -> str:
     return level
 
 
+def _optional_http_url(value: str) -> str:
+    return _http_url(value) if value.strip() else ""
+
+
+def _emails(value: str) -> tuple[str, ...]:
+    return tuple(email.lower() for email in _split(value))
+
+
+SYSTEM_PROMPT = (
+    "You are samosaChaat, a friendly and helpful assistant. You can use two tools: web_search, "
+    "for recent or factual information, and calculator, for arithmetic. Answer clearly and briefly."
+)
+THINKING_SYSTEM_PROMPT = (
+    SYSTEM_PROMPT + " Before your final answer, think the problem through step by step inside "
+    "<think>...</think>; then give the final answer after the closing tag."
+)
+
 # Environment variable -> (parser, default). Field names are the lower-cased variable names.
 VARIABLES: dict[str, tuple[Callable[[str], Any], str]] = {
     "DATABASE_URL": (_database_url, "postgres://localhost/samosachaat"),
@@ -100,7 +117,8 @@ VARIABLES: dict[str, tuple[Callable[[str], Any], str]] = {
     "INFERENCE_DEFAULT_TEMPERATURE": (_temperature, "0.8"),
     "INFERENCE_DEFAULT_MAX_TOKENS": (_positive_int, "1024"),
     "INFERENCE_DEFAULT_TOP_K": (_top_k, "50"),
-    "ADMIN_EMAILS": (lambda v: tuple(e.lower() for e in _split(v)), ""),
+    "ADMIN_EMAILS": (_emails, ""),
+    "ADMIN_EMAIL": (_emails, ""),  # the newest predecessor's name for one address; both count
     "SSE_HEARTBEAT_SECONDS": (_positive_float, "15"),
     "GRACEFUL_SHUTDOWN_TIMEOUT": (_positive_float, "30"),
     "METRICS_ENABLED": (_bool, "true"),
@@ -109,6 +127,9 @@ VARIABLES: dict[str, tuple[Callable[[str], Any], str]] = {
     "REDIS_KEY_PREFIX": (str, "samosachat:"),
     "ANSWER_LEASE_SECONDS": (_positive_float, "10"),
     "MAX_RUNNING_ANSWERS_PER_USER": (_positive_int, "3"),
+    "INFERENCE_GENERATE_URL": (_optional_http_url, ""),  # empty: {INFERENCE_SERVICE_URL}/generate
+    "SYSTEM_PROMPT": (str, SYSTEM_PROMPT),  # empty: no prompt is added
+    "THINKING_SYSTEM_PROMPT": (str, THINKING_SYSTEM_PROMPT),
 }
 
 
@@ -136,6 +157,10 @@ class Settings:
     redis_key_prefix: str
     answer_lease_seconds: float
     max_running_answers_per_user: int
+    inference_generate_url: str
+    system_prompt: str
+    thinking_system_prompt: str
+    admin_email: tuple[str, ...]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -146,7 +171,12 @@ class Settings:
                 values[name.lower()] = parse(raw)
             except ValueError as exc:
                 raise SettingsError(f"invalid {name}={raw!r}: {exc}") from None
+        values["inference_generate_url"] = values["inference_generate_url"] or f"{values['inference_service_url']}/generate"
         return cls(**values)
+
+    def is_admin(self, email: str, is_admin_claim: bool) -> bool:
+        """Admins: `is_admin` from the auth service, or an address in ADMIN_EMAILS / ADMIN_EMAIL."""
+        return is_admin_claim or email.lower() in (*self.admin_emails, *self.admin_email)
 
     def __repr__(self) -> str:  # keep the internal key and DB password out of tracebacks
         shown = {f.name: getattr(self, f.name) for f in fields(self)}

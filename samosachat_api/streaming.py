@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import structlog
 from sanic import Request
@@ -18,7 +18,7 @@ from . import metrics
 from .answers import Answer, Answers, Batch
 from .clients import InferenceClient
 from .errors import UpstreamError
-from .models import Conversation, Message
+from .models import Conversation, Message, MessageStatus
 from .schemas import GenerationParams, SendMessage
 from .services import messages
 from .settings import Settings
@@ -36,6 +36,7 @@ class AnswerJob:
     model_tag: str
     payload: dict[str, Any]  # the body of POST /generate
     replaces: UUID | None = None  # the assistant answer a regenerated one takes the place of
+    message_id: UUID = field(default_factory=uuid4)  # the id the answer is shown and stored under
 
     @classmethod
     def build(
@@ -49,11 +50,15 @@ class AnswerJob:
         def chosen(value, default):
             return default if value is None else value
 
+        prompt = settings.thinking_system_prompt if params.thinking_mode else settings.system_prompt
         payload = {
-            "messages": messages.history_for_model(history, settings.max_token_budget),
+            "messages": messages.with_system_prompt(
+                messages.history_for_model(history, settings.max_token_budget), prompt
+            ),
             "temperature": chosen(params.temperature, settings.inference_default_temperature),
             "max_tokens": chosen(params.max_tokens, settings.inference_default_max_tokens),
             "top_k": chosen(params.top_k, settings.inference_default_top_k),
+            "force_web_search": bool(params.force_web_search),
         }
         return cls(conversation.id, conversation.user_id, conversation.model_tag, payload, replaces)
 
@@ -64,14 +69,15 @@ class AnswerJob:
             "user_id": str(self.user_id),
             "model_tag": self.model_tag,
             "replaces": str(self.replaces) if self.replaces else None,
+            "message_id": str(self.message_id),
         }
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> AnswerJob:
-        replaces = record.get("replaces")
+        replaces, message_id = record.get("replaces"), record.get("message_id")
         return cls(
             UUID(record["conversation_id"]), UUID(record["user_id"]), record["model_tag"], {},
-            UUID(replaces) if replaces else None,
+            UUID(replaces) if replaces else None, UUID(message_id) if message_id else uuid4(),
         )
 
 
@@ -160,6 +166,8 @@ async def _store(job: AnswerJob, received: _Received, elapsed_ms: int) -> None:
         return
     stored = await messages.store_answer(
         messages.StoredAnswer(
+            job.message_id,
+            MessageStatus.STOPPED if stopped else MessageStatus.COMPLETE,
             job.user_id,
             job.conversation_id,
             "".join(received.tokens),
@@ -171,7 +179,7 @@ async def _store(job: AnswerJob, received: _Received, elapsed_ms: int) -> None:
         )
     )
     log.info(
-        "answer_stored" if stored else "answer_discarded_conversation_deleted",
+        "answer_stored" if stored else "answer_discarded_conversation_deleted_or_stored_already",
         conversation_id=str(job.conversation_id),
         stopped=stopped,
         tokens=len(received.tokens),

@@ -78,6 +78,7 @@ def env(database_url: str) -> dict[str, str]:
         "INFERENCE_SERVICE_URL": INFERENCE_URL,
         "INTERNAL_API_KEY": "internal-secret-key",
         "ADMIN_EMAILS": "boss@example.com",
+        "SYSTEM_PROMPT": "",  # the history as the tests wrote it; tests/test_web_client.py checks the prompt
         "LOG_LEVEL": "INFO",
     }
 

@@ -126,9 +126,10 @@ async def test_second_ask_and_snapshot_from_another_instance(client, alice, upst
         await other.start(uuid.UUID(cid), uuid.uuid4(), prepare, None)
     running = await other.running(uuid.UUID(cid))
     assert running is not None and running.content and "".join(WORDS).startswith(running.content)
-    assert running.message_id is None
     await first
     assert await other.running(uuid.UUID(cid)) is None
+    stored = (await client.get(f"/api/conversations/{cid}", headers=alice)).json()["messages"][-1]
+    assert (stored["id"], stored["status"]) == (str(running.message_id), "complete")  # shown and stored under one id
 
 
 async def dead_answer(other: RedisAnswers, cid: str, user_id: uuid.UUID, words: list[str]) -> Answer:

@@ -62,7 +62,7 @@ def test_the_spec_describes_every_route(live_service):
         "/api/health", "/api/health/ready", "/metrics", "/api/conversations", "/api/conversations/{conversation_id}",
         "/api/conversations/{conversation_id}/messages", "/api/conversations/{conversation_id}/regenerate",
         "/api/conversations/{conversation_id}/stream", "/api/conversations/{conversation_id}/stop",
-        "/api/models", "/api/models/swap",
+        "/api/models", "/api/models/swap", "/api/admin/users",
     }
     assert spec["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     ask = spec["paths"]["/api/conversations/{conversation_id}/messages"]["post"]
@@ -80,6 +80,7 @@ def test_no_id_of_one_user_works_for_another(live_service):
     bob = httpx.Client(base_url=live_service, headers={"Authorization": f"Bearer {new_token()}"}, timeout=30)
     seen = ""
     conversation = alice.post("/api/conversations", json={"title": "alice"}).json()
+    alice.put(f"/api/conversations/{conversation['id']}", json={"title": "alice"})  # renamed: the question keeps it
     seen += str(conversation)
     seen += alice.post(f"/api/conversations/{conversation['id']}/messages", json={"content": "tokens=3"}).text
     seen += alice.get(f"/api/conversations/{conversation['id']}").text

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 CONV_KEYS = {"id", "user_id", "title", "model_tag", "is_favorited", "created_at", "updated_at"}
-MSG_KEYS = {"id", "conversation_id", "role", "content", "token_count", "model_tag", "inference_time_ms", "time_to_first_token_ms", "created_at"}
+MSG_KEYS = {"id", "conversation_id", "role", "content", "token_count", "model_tag", "inference_time_ms", "time_to_first_token_ms", "status", "created_at"}
 
 
 async def create(client, headers, **body):

@@ -34,7 +34,7 @@ async def test_swap_for_admin_email(client, upstreams):
 async def test_swap_refused_for_others(client, alice, upstreams):
     response = await client.post("/api/models/swap", json={"model_tag": "large"}, headers=alice)
     assert response.status_code == 403
-    assert response.json() == {"detail": "Only administrators can swap the model"}
+    assert response.json() == {"detail": "Only administrators can do this"}
     assert upstreams.router.routes["swap"].call_count == 0
 
 

@@ -51,6 +51,7 @@ async def test_migrating_twice_is_harmless(scratch_database):
         ("id", "uuid"), ("user_id", "uuid"), ("title", "character varying"), ("model_tag", "character varying"),
         ("is_favorited", "boolean"), ("created_at", "timestamp with time zone"), ("updated_at", "timestamp with time zone"),
         ("answer_lease_owner", "character varying"), ("answer_lease_until", "timestamp with time zone"),
+        ("title_set_by_user", "boolean"),
     ]
     with pytest.raises(asyncpg.CheckViolationError):
         conversation_id = uuid.uuid4()
@@ -77,3 +78,5 @@ async def test_adopts_the_old_services_tables_without_losing_rows(scratch_databa
     assert await connection.fetchval("SELECT title FROM conversations WHERE id = $1", conversation_id) == "from the old service"
     assert await connection.fetchval("SELECT content FROM messages") == "old question"
     assert await connection.fetchval("SELECT answer_lease_until FROM conversations") is None
+    assert await connection.fetchval("SELECT title_set_by_user FROM conversations") is False
+    assert await connection.fetchval("SELECT status FROM messages") == "complete"

@@ -7,6 +7,7 @@ import json
 import uuid
 
 import httpx
+import pytest
 
 from .conftest import eventually, new_conversation
 from .sse import parse, positions, post_stream, tokens
@@ -64,19 +65,37 @@ async def test_answer_is_stored_before_done_is_sent(client, alice, upstreams, db
 async def test_first_message_sets_title_and_bumps_updated_at(client, alice, db):
     cid = await new_conversation(client, alice)
     before = await db.fetchval("SELECT updated_at FROM conversations WHERE id = $1", uuid.UUID(cid))
-    long_question = "How do I fold a samosa so that the filling stays inside while frying? " * 3
+    long_question = "  How do I fold a samosa\n so that the filling stays inside while frying? " * 3
     await client.post(f"/api/conversations/{cid}/messages", json={"content": long_question}, headers=alice)
     conversation = (await client.get(f"/api/conversations/{cid}", headers=alice)).json()
-    assert conversation["title"] == long_question[:80]
+    # whitespace collapsed, at most 80 characters, cut at the last word boundary
+    assert conversation["title"] == "How do I fold a samosa so that the filling stays inside while frying? How do I"
     assert await db.fetchval("SELECT updated_at FROM conversations WHERE id = $1", uuid.UUID(cid)) > before
     await client.post(f"/api/conversations/{cid}/messages", json={"content": "second question"}, headers=alice)
-    assert (await client.get(f"/api/conversations/{cid}", headers=alice)).json()["title"] == long_question[:80]
+    assert (await client.get(f"/api/conversations/{cid}", headers=alice)).json()["title"] == conversation["title"]
 
 
-async def test_custom_title_is_kept(client, alice):
-    cid = await new_conversation(client, alice, title="Mine")
-    await client.post(f"/api/conversations/{cid}/messages", json={"content": "Hello"}, headers=alice)
-    assert (await client.get(f"/api/conversations/{cid}", headers=alice)).json()["title"] == "Mine"
+@pytest.mark.parametrize(
+    "question,title",
+    [("x" * 100, "x" * 80), ("word " * 30, ("word " * 16).strip()), (" \t\n ", "New conversation"), ("Hi\tthere", "Hi there")],
+)
+async def test_title_rule(client, alice, question, title):
+    cid = await new_conversation(client, alice, title="New chat")  # the web client's placeholder
+    await client.post(f"/api/conversations/{cid}/messages", json={"content": question}, headers=alice)
+    assert (await client.get(f"/api/conversations/{cid}", headers=alice)).json()["title"] == title
+
+
+async def test_a_renamed_title_is_kept_and_a_conversation_with_messages_keeps_its_title(client, alice, db):
+    renamed = await new_conversation(client, alice)
+    await client.put(f"/api/conversations/{renamed}", json={"title": "Mine"}, headers=alice)
+    await client.post(f"/api/conversations/{renamed}/messages", json={"content": "Hello"}, headers=alice)
+    assert (await client.get(f"/api/conversations/{renamed}", headers=alice)).json()["title"] == "Mine"
+    adopted = await new_conversation(client, alice, title="From the old service")
+    await db.execute(
+        "INSERT INTO messages (id, conversation_id, role, content) VALUES ($1, $2, 'user', 'old')", uuid.uuid4(), uuid.UUID(adopted)
+    )
+    await client.post(f"/api/conversations/{adopted}/messages", json={"content": "Hello"}, headers=alice)
+    assert (await client.get(f"/api/conversations/{adopted}", headers=alice)).json()["title"] == "From the old service"
 
 
 async def test_most_recently_active_conversation_is_listed_first(client, alice):
@@ -84,7 +103,7 @@ async def test_most_recently_active_conversation_is_listed_first(client, alice):
     await new_conversation(client, alice, title="second")
     await client.post(f"/api/conversations/{first}/messages", json={"content": "back again"}, headers=alice)
     listed = (await client.get("/api/conversations", headers=alice)).json()["items"]
-    assert [c["title"] for c in listed] == ["first", "second"]
+    assert [c["title"] for c in listed] == ["back again", "second"]
 
 
 async def test_generation_parameters_default_and_override(client, alice, upstreams):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from pydantic import BaseModel
+from sanic import Request
 from sanic.response import HTTPResponse
 from sanic_ext import openapi, validate
 from sanic_ext.extensions.openapi.definitions import (
@@ -71,17 +73,27 @@ def api_route(
     **definition: Any,
 ):
     """An API route's OpenAPI description (bearer-secured), and strict validation of its JSON
-    `body` by the model the description shows ("5" is not a number). An `optional_body` is
-    only described: the handler validates it when there is one."""
+    body by the model the description shows ("5" is not a number), passed as `body`. An
+    `optional_body` may also be left out: the handler then gets the model's defaults."""
 
     def decorate(handler):
-        described = json_body(optional_body, required=False) if optional_body else None
+        described = None
         if body is not None:
-            handler = validate(json=body, strict=True)(handler)
-            described = json_body(body)
+            handler, described = validate(json=body, strict=True)(handler), json_body(body)
+        if optional_body is not None:
+            handler, described = _with_optional_body(optional_body, handler), json_body(optional_body, required=False)
         return openapi.definition(summary=summary, body=described, response=response, secured=BEARER, **definition)(handler)
 
     return decorate
+
+
+def _with_optional_body(model: type[BaseModel], handler):
+    @functools.wraps(handler)
+    async def with_body(request: Request, *args: Any, **kwargs: Any):
+        body = model.model_validate_json(request.body, strict=True) if request.body else model()
+        return await handler(request, *args, body=body, **kwargs)
+
+    return with_body
 
 
 def _content(body: Any) -> Any:

@@ -35,16 +35,22 @@ async def list_conversations(request: Request, user: AuthenticatedUser, query: L
 
 
 @bp.post("")
-@api_route("Create a conversation", responses({201: ConversationOut}, 400), body=CreateConversation)
+@api_route("Create a conversation", responses({201: ConversationOut}, 400), optional_body=CreateConversation)
 async def create_conversation(request: Request, body: CreateConversation, user: AuthenticatedUser) -> HTTPResponse:
     conversation = await conversations.create(user.id, body.title, body.model_tag)
     return render(ConversationOut.model_validate(conversation), status=201)
 
 
 @bp.get("/<conversation_id:uuid>")
-@api_route("A conversation with its messages, oldest first", responses({200: ConversationDetailOut}, 404))
-async def get_conversation(request: Request, conversation_id: UUID, conversation: Conversation) -> HTTPResponse:
+@api_route(
+    "A conversation with its messages, oldest first; the answer being generated last, as it stands",
+    responses({200: ConversationDetailOut}, 404),
+)
+async def get_conversation(request: Request, conversation_id: UUID, conversation: Conversation, answers: Answers) -> HTTPResponse:
     history = await conversations.messages_of(conversation)
+    running = await answers.running(conversation.id)
+    if running is not None:
+        history.append(conversations.generating_message(conversation, running))
     return render(ConversationDetailOut(**dict(ConversationOut.model_validate(conversation)), messages=history))
 
 

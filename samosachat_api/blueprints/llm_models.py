@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 from sanic import Blueprint, Request, json
-from sanic.exceptions import Forbidden
 from sanic.response import JSONResponse
 
-from ..clients import AuthenticatedUser, InferenceClient
+from ..auth import Administrator
+from ..clients import InferenceClient
 from ..schemas import SwapModel
-from ..settings import Settings
 from ._docs import api_route, responses
 
 UPSTREAM_JSON = {"application/json": {"schema": {"description": "The inference service's JSON, unchanged"}}}
@@ -27,10 +26,6 @@ async def list_models(request: Request, inference: InferenceClient) -> JSONRespo
     responses({200: UPSTREAM_JSON}, 400, 403),
     body=SwapModel,
 )
-async def swap_model(
-    request: Request, body: SwapModel, user: AuthenticatedUser, inference: InferenceClient, settings: Settings
-) -> JSONResponse:
-    if not (user.is_admin or user.email.lower() in settings.admin_emails):
-        raise Forbidden("Only administrators can swap the model")
+async def swap_model(request: Request, body: SwapModel, admin: Administrator, inference: InferenceClient) -> JSONResponse:
     status, answer = await inference.swap_model(body.model_tag)
     return json(answer, status=status)

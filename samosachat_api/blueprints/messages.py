@@ -41,8 +41,10 @@ async def send_message(
     responses({200: EVENT_STREAM}, 400, 404, 409, 429),
     optional_body=GenerationParams,
 )
-async def regenerate(request: Request, conversation_id: UUID, conversation: Conversation, answering: Answering) -> None:
-    await answering.regenerate(request, conversation, _optional_params(request))
+async def regenerate(
+    request: Request, conversation_id: UUID, body: GenerationParams, conversation: Conversation, answering: Answering
+) -> None:
+    await answering.regenerate(request, conversation, body)
 
 
 @bp.get("/stream")
@@ -68,13 +70,6 @@ async def resume(
 @api_route("Stop the answer being generated, keeping what it has so far", responses({200: StoppedOut}, 404))
 async def stop(request: Request, conversation_id: UUID, conversation: Conversation, answers: Answers) -> HTTPResponse:
     return render(StoppedOut(stopped=await answers.stop(conversation.id)))
-
-
-def _optional_params(request: Request) -> GenerationParams:
-    """Regenerate's body is optional: no body means the defaults."""
-    if not request.body:
-        return GenerationParams()
-    return GenerationParams.model_validate(request.json, strict=True)
 
 
 def _last_event_id(request: Request) -> int:

@@ -17,14 +17,15 @@ END_OF_STREAM_SECONDS = 0.1  # a well-behaved upstream ends the body with `done`
 class InferenceClient:
     """`/generate` (a Server-Sent Events token stream) and `/models` on the inference service."""
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, generate_url: str = "/generate") -> None:
         self._http = http
+        self._generate_url = generate_url  # a full URL (a Modal-style endpoint) or a path
 
     async def generate(self, payload: dict[str, Any]) -> AsyncIterator[tuple[str, dict]]:
         """Yield each event as (its JSON text exactly as sent, the parsed object); the last one is
         `done`. An `error` event, or a stream that ends or breaks before `done`, is an UpstreamError."""
         try:
-            async with self._http.stream("POST", "/generate", json=payload) as response:
+            async with self._http.stream("POST", self._generate_url, json=payload) as response:
                 if response.status_code >= 400:
                     status = response.status_code
                     raise _failure("status", UpstreamError(f"Inference service answered {status}"), upstream_status=status)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import timezone
+from typing import Any
 from uuid import UUID
 
 from tortoise.timezone import now
 
 from ..errors import ConversationNotFound
-from ..models import DEFAULT_MODEL_TAG, DEFAULT_TITLE, Conversation, Message
+from ..answers import RunningAnswer
+from ..models import DEFAULT_MODEL_TAG, DEFAULT_TITLE, Conversation, Message, Role
 
 
 async def list_page(user_id: UUID, limit: int, offset: int) -> list[Conversation]:
@@ -42,8 +44,22 @@ async def messages_of(conversation: Conversation) -> list[Message]:
     return await Message.in_conversation_of(conversation.user_id, conversation.id).order_by("created_at")
 
 
+def generating_message(conversation: Conversation, running: RunningAnswer) -> dict[str, Any]:
+    """The answer being generated, shown as the conversation's newest message: the id it will be
+    stored under and the text so far."""
+    return {
+        "id": running.message_id,
+        "conversation_id": conversation.id,
+        "role": Role.ASSISTANT.value,
+        "content": running.content,
+        "model_tag": conversation.model_tag,
+        "status": "generating",
+        "created_at": now(),
+    }
+
+
 async def rename(conversation: Conversation, title: str) -> None:
-    changed = {"title": title, "updated_at": now()}
+    changed = {"title": title, "title_set_by_user": True, "updated_at": now()}
     if not await Conversation.owned_by(conversation.user_id).filter(id=conversation.id).update(**changed):
         raise ConversationNotFound()  # deleted since it was read
     conversation.update_from_dict(changed)

@@ -12,7 +12,7 @@ from tortoise.timezone import now
 from tortoise.transactions import in_transaction
 
 from ..errors import ConversationNotFound, NothingToAnswer
-from ..models import DEFAULT_TITLE, Conversation, Message, Role
+from ..models import DEFAULT_TITLE, Conversation, Message, MessageStatus, Role
 
 TITLE_LENGTH = 80
 
@@ -30,19 +30,41 @@ def history_for_model(messages: list[Message], max_characters: int) -> list[dict
     return [{"role": m.role.value, "content": m.content} for m in reversed(kept)]
 
 
-async def add_user_message(conversation: Conversation, content: str) -> Message:
-    """Store the question, title a conversation that still has the default title, bump updated_at.
+def title_from(question: str) -> str:
+    """A conversation's title from its first question: whitespace collapsed, at most
+    TITLE_LENGTH characters, cut at a word boundary where there is one."""
+    title = " ".join(question.split())
+    if len(title) > TITLE_LENGTH:
+        head = title[: TITLE_LENGTH + 1]
+        title = head.rsplit(" ", 1)[0] if " " in head else head[:TITLE_LENGTH]
+    return title or DEFAULT_TITLE
 
-    Two statements and no transaction: the question is what matters, and the answer's store
-    bumps updated_at again.
-    """
+
+def with_system_prompt(history: list[dict[str, str]], prompt: str) -> list[dict[str, str]]:
+    """The history with `prompt` at the start of its first user message: the inference service
+    ignores `role: "system"`. Nothing is stored."""
+    if not prompt:
+        return history
+    for index, message in enumerate(history):
+        if message["role"] == Role.USER.value:
+            prompted = {**message, "content": f"{prompt}\n\n{message['content']}"}
+            return [*history[:index], prompted, *history[index + 1 :]]
+    return history
+
+
+async def add_user_message(conversation: Conversation, content: str) -> Message:
+    """Store the question and bump updated_at, in one transaction; the first question titles the
+    conversation unless it was renamed (a title given at creation is only a placeholder)."""
     try:
-        message = await Message.create(conversation_id=conversation.id, role=Role.USER, content=content)
+        async with in_transaction():
+            first = not await Message.filter(conversation_id=conversation.id).exists()
+            message = await Message.create(conversation_id=conversation.id, role=Role.USER, content=content)
+            changes: dict = {"updated_at": now()}
+            if first:  # decided in the UPDATE, so that a rename made meanwhile in another tab wins
+                changes["title"] = Case(When(title_set_by_user=False, then=Value(title_from(content))), default=F("title"))
+            await Conversation.owned_by(conversation.user_id).filter(id=conversation.id).update(**changes)
     except IntegrityError:  # deleted since it was read
         raise ConversationNotFound() from None
-    # The title is decided in the UPDATE itself, so that a rename made meanwhile in another tab wins.
-    title = Case(When(title=DEFAULT_TITLE, then=Value(content[:TITLE_LENGTH])), default=F("title"))
-    await Conversation.owned_by(conversation.user_id).filter(id=conversation.id).update(title=title, updated_at=now())
     return message
 
 
@@ -67,6 +89,8 @@ async def history_for_regenerate(conversation: Conversation, limit: int) -> tupl
 class StoredAnswer:
     """An assistant answer as it is stored; `replaces` is the answer a regenerated one supersedes."""
 
+    id: UUID  # chosen when the answer started: clients see it while it is generated
+    status: MessageStatus
     user_id: UUID
     conversation_id: UUID
     content: str
@@ -79,11 +103,13 @@ class StoredAnswer:
 
 async def store_answer(answer: StoredAnswer) -> Message | None:
     """Store an assistant answer (and drop the one it replaces, atomically); None if the
-    conversation is gone."""
+    conversation is gone or the answer was stored already (by a process salvaging it)."""
     owner, conversation_id = answer.user_id, answer.conversation_id
     try:
         async with in_transaction() if answer.replaces else contextlib.nullcontext():
             message = await Message.create(
+                id=answer.id,
+                status=answer.status,
                 conversation_id=conversation_id,
                 role=Role.ASSISTANT,
                 content=answer.content,

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse
+
+from ..auth import Administrator
+from ..schemas import AdminUsersOut, AdminUsersQuery
+from ..services import admin
+from ._docs import api_route, query_parameters, render, responses
+
+bp = Blueprint("admin", url_prefix="/admin")
+
+
+@bp.get("/users")
+@api_route(
+    "Users, most recent login first, with their conversation and message counts (administrators only)",
+    responses({200: AdminUsersOut}, 400, 403),
+    parameter=query_parameters(AdminUsersQuery),
+)
+async def list_users(request: Request, admin_user: Administrator, query: AdminUsersQuery) -> HTTPResponse:
+    items, totals = await admin.users_page(query.limit, query.offset)
+    return render(AdminUsersOut(items=items, totals=totals))
