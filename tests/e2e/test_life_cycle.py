@@ -155,6 +155,12 @@ async def test_conversation_life_cycle(service: Service, http: httpx.AsyncClient
     assert [r["id"] for r in await stored.conversations(user_id)] == [second["id"]]
     assert await stored.messages(first["id"]) == []
 
+    # the admin dashboard counts this user (no auth `users` table here: ids only)
+    users = (await http.get("/api/admin/users?limit=1000", headers=bearer(new_token(admin=True)))).json()
+    mine = next(u for u in users["items"] if u["id"] == user_id)
+    assert (mine["email"], mine["conversation_count"], mine["message_count"]) == (None, 1, 0)
+    assert users["totals"]["users"] >= 1 and users["totals"]["conversations"] >= 1
+
 
 async def test_deleting_a_conversation_while_it_is_answered(service: Service, http: httpx.AsyncClient, stored) -> None:
     token = new_token()
