@@ -102,6 +102,7 @@ def _add_metrics(app: Sanic) -> None:
     app.register_middleware(record_request, "response")
     app.main_process_start(lambda _: metrics.reset_directory())
     app.after_server_stop(lambda _: metrics.worker_stopped())
+    app.main_process_stop(lambda _: metrics.remove_own_directory())
 
 
 async def _close_clients(app: Sanic) -> None:

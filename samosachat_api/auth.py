@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 import structlog
-from cachetools import TLRUCache
+from cachetools import TLRUCache, TTLCache
 from sanic import Request
 from sanic.exceptions import Forbidden, Unauthorized
 
@@ -20,6 +20,8 @@ from .models import Conversation
 from .services import conversations
 
 log = structlog.get_logger(__name__)
+
+REJECTION_TTL_SECONDS = 30
 
 
 class Authenticator:
@@ -31,6 +33,8 @@ class Authenticator:
         self._cache: TLRUCache[str, AuthenticatedUser] = TLRUCache(
             maxsize=max_size, ttu=self._expires_at, timer=time.time
         )
+        # Rejected tokens too, briefly: a client retrying a bad token must not cost an auth call each time.
+        self._rejected: TTLCache[str, bool] = TTLCache(maxsize=max_size, ttl=REJECTION_TTL_SECONDS, timer=time.time)
         self._in_flight: dict[str, asyncio.Future[AuthenticatedUser | None]] = {}
 
     def _expires_at(self, _key: str, user: AuthenticatedUser, now: float) -> float:
@@ -41,6 +45,9 @@ class Authenticator:
         if (user := self._cache.get(key)) is not None:
             metrics.AUTH_CACHE.labels("hit").inc()
             return user
+        if key in self._rejected:
+            metrics.AUTH_CACHE.labels("hit").inc()
+            raise Unauthorized("Invalid or expired token", scheme="Bearer")
         metrics.AUTH_CACHE.labels("miss").inc()
         call = self._in_flight.get(key)
         if call is None:
@@ -50,6 +57,7 @@ class Authenticator:
             call.add_done_callback(lambda _: self._in_flight.pop(key, None))
         user = await asyncio.shield(call)
         if user is None:
+            self._rejected[key] = True
             raise Unauthorized("Invalid or expired token", scheme="Bearer")
         if user.expires_at is None or user.expires_at > time.time():
             self._cache[key] = user
@@ -59,7 +67,8 @@ class Authenticator:
 def bearer_token(request: Request) -> str:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    # A bearer token is printable ASCII (RFC 6750); anything else is refused before it is hashed or sent on.
+    if scheme.lower() != "bearer" or not token or not (token.isascii() and token.isprintable()):
         raise Unauthorized("Missing or malformed bearer token", scheme="Bearer")
     return token
 

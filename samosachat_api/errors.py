@@ -86,6 +86,7 @@ DATABASE_ERRORS = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,  # the server's limit: Tortoise does not wrap it
 )
 
 

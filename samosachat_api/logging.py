@@ -13,7 +13,7 @@ from sanic import Request
 from sanic.response import HTTPResponse
 
 SERVICE = "chat-api"
-_TRACE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_TRACE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # whole value: fullmatch, never match()
 
 
 def _add_service(_logger, _method, event_dict):
@@ -77,7 +77,7 @@ log = structlog.get_logger("samosachat_api.access")
 def trace_id_of(request: Request) -> str:
     for header in ("x-trace-id", "x-request-id"):
         value = request.headers.get(header, "")
-        if _TRACE_ID.match(value):
+        if _TRACE_ID.fullmatch(value):
             return value
     return uuid.uuid4().hex
 

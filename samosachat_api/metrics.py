@@ -6,12 +6,22 @@ Labels are bounded: route templates (never raw paths or ids), methods, statuses,
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
+from .settings import SettingsError, metrics_directory
+
 # Each worker writes its samples to files in this directory; it has to be known before
-# prometheus_client is imported. Workers inherit it from Sanic's main process.
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="samosachat-metrics-"))
+# prometheus_client is imported. Workers inherit it from Sanic's main process, so only the first
+# process to import this module makes one (and removes it when it stops).
+try:
+    DIRECTORY, OWN_DIRECTORY = metrics_directory(os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")), False
+except SettingsError as exc:
+    raise SystemExit(f"samosachat-api: {exc}") from None
+if DIRECTORY is None:
+    DIRECTORY, OWN_DIRECTORY = tempfile.mkdtemp(prefix="samosachat-metrics-"), True
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = DIRECTORY
 
 from prometheus_client import (  # noqa: E402
     CONTENT_TYPE_LATEST,
@@ -49,8 +59,14 @@ def reset_directory() -> None:
 
     Only prometheus_client's own files go: the directory may be one an operator shares.
     """
-    for samples in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
+    for samples in Path(DIRECTORY).glob("*.db"):
         samples.unlink(missing_ok=True)
+
+
+def remove_own_directory() -> None:
+    """Remove the directory this process made (called in the main process, once workers stopped)."""
+    if OWN_DIRECTORY:
+        shutil.rmtree(DIRECTORY, ignore_errors=True)
 
 
 def worker_stopped() -> None:

@@ -120,13 +120,15 @@ VARIABLES: dict[str, tuple[Callable[[str], Any], str]] = {
     "ADMIN_EMAILS": (_emails, ""),
     "ADMIN_EMAIL": (_emails, ""),  # the newest predecessor's name for one address; both count
     "SSE_HEARTBEAT_SECONDS": (_positive_float, "15"),
-    "GRACEFUL_SHUTDOWN_TIMEOUT": (_positive_float, "30"),
+    "GRACEFUL_SHUTDOWN_TIMEOUT": (_positive_float, "20"),  # + 5 s to store: inside a 30 s SIGKILL
     "METRICS_ENABLED": (_bool, "true"),
+    "METRICS_TOKEN": (str, ""),  # when set, /metrics wants `Authorization: Bearer <it>`
     "DATABASE_POOL_SIZE": (_positive_int, "20"),
     "REDIS_URL": (_redis_url, ""),
     "REDIS_KEY_PREFIX": (str, "samosachat:"),
     "ANSWER_LEASE_SECONDS": (_positive_float, "10"),
     "MAX_RUNNING_ANSWERS_PER_USER": (_positive_int, "3"),
+    "ANSWER_TIMEOUT_SECONDS": (_positive_float, "600"),
     "INFERENCE_GENERATE_URL": (_optional_http_url, ""),  # empty: {INFERENCE_SERVICE_URL}/generate
     "SYSTEM_PROMPT": (str, SYSTEM_PROMPT),  # empty: no prompt is added
     "THINKING_SYSTEM_PROMPT": (str, THINKING_SYSTEM_PROMPT),
@@ -152,11 +154,13 @@ class Settings:
     sse_heartbeat_seconds: float
     graceful_shutdown_timeout: float
     metrics_enabled: bool
+    metrics_token: str
     database_pool_size: int
     redis_url: str
     redis_key_prefix: str
     answer_lease_seconds: float
     max_running_answers_per_user: int
+    answer_timeout_seconds: float
     inference_generate_url: str
     system_prompt: str
     thinking_system_prompt: str
@@ -181,9 +185,19 @@ class Settings:
     def __repr__(self) -> str:  # keep the internal key and DB password out of tracebacks
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         shown["internal_api_key"] = "***" if self.internal_api_key else ""
+        shown["metrics_token"] = "***" if self.metrics_token else ""
         shown["database_url"] = "***"
         shown["redis_url"] = "***" if self.redis_url else ""
         return f"Settings({shown})"
+
+
+def metrics_directory(value: str) -> str | None:
+    """PROMETHEUS_MULTIPROC_DIR: an existing directory, or None when unset (one is made)."""
+    if not value:
+        return None
+    if not os.path.isdir(value):
+        raise SettingsError(f"invalid PROMETHEUS_MULTIPROC_DIR={value!r}: not an existing directory")
+    return value
 
 
 MODELS_MODULE = "samosachat_api.models"
@@ -210,5 +224,8 @@ def __getattr__(name: str) -> Any:
     # `tortoise migrate` reads TORTOISE_ORM from here ([tool.tortoise] in pyproject.toml);
     # built lazily so importing this module never reads the environment.
     if name == "TORTOISE_ORM":
-        return tortoise_config(Settings.from_env().database_url)
+        try:
+            return tortoise_config(Settings.from_env().database_url)
+        except SettingsError as exc:  # one line, not the migration tool's traceback
+            raise SystemExit(f"samosachat-api: {exc}") from None
     raise AttributeError(name)

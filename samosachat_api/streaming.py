@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
@@ -17,7 +18,7 @@ from sanic import Request
 from . import metrics
 from .answers import Answer, Answers, Batch
 from .clients import InferenceClient
-from .errors import UpstreamError
+from .errors import DATABASE_ERRORS, UpstreamError
 from .models import Conversation, Message, MessageStatus
 from .schemas import GenerationParams, SendMessage
 from .services import messages
@@ -26,6 +27,7 @@ from .settings import Settings
 log = structlog.get_logger(__name__)
 
 DONE = json.dumps({"done": True})
+STORE_RETRY_PAUSES = (1.5, 3.5)  # three tries over about 5 s
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -106,7 +108,7 @@ class Answering:
         await self._answer(request, conversation, prepare)
 
     async def _answer(self, request: Request, conversation: Conversation, prepare) -> None:
-        generating = functools.partial(generate, inference=self.inference)
+        generating = functools.partial(generate, inference=self.inference, timeout=self.settings.answer_timeout_seconds)
         await relay(request, await self.answers.start(conversation.id, conversation.user_id, prepare, generating))
 
 
@@ -121,13 +123,20 @@ class _Received:
         return round((time.perf_counter() - self.started) * 1000)
 
 
-async def generate(answer: Answer, job: AnswerJob, inference: InferenceClient) -> None:
-    """Relay the upstream's events, store the answer, then send `done`; report failures as events."""
+async def generate(answer: Answer, job: AnswerJob, inference: InferenceClient, timeout: float) -> None:
+    """Relay the upstream's events, store the answer, then send `done`; report failures as events.
+    An answer still running after `timeout` seconds is stopped there and kept as it stands."""
     received = _Received()
+    failure = None
     metrics.ANSWERS.labels("started").inc()
     with metrics.ANSWERS_RUNNING.track_inprogress():
         try:
-            await answer.read_upstream(_read(answer, job, inference, received))
+            try:
+                async with asyncio.timeout(timeout):
+                    await answer.read_upstream(_read(answer, job, inference, received))
+            except TimeoutError:
+                log.warning("answer_timed_out", conversation_id=str(job.conversation_id), tokens=len(received.tokens))
+                failure = f"The answer took longer than {timeout:g} s and was stopped"
             elapsed_ms = received.since_start_ms()
             await _store(job, received, elapsed_ms)
             outcome = "completed" if received.done_event else "stopped"
@@ -135,12 +144,12 @@ async def generate(answer: Answer, job: AnswerJob, inference: InferenceClient) -
         except UpstreamError as exc:  # logged where it was raised; its text may quote the upstream
             log.warning("answer_failed", tokens=len(received.tokens))
             outcome, failure = "failed", exc.message
-        except Exception:  # e.g. the database went away: tell the client rather than go silent
-            log.exception("answer_not_stored", tokens=len(received.tokens))
+        except Exception:  # e.g. the database stayed away: tell the client rather than go silent
+            log.exception("answer_not_stored", conversation_id=str(job.conversation_id), tokens=len(received.tokens))
             outcome, failure = "failed", "The answer could not be stored"
     metrics.ANSWERS.labels(outcome).inc()
     metrics.TOKENS_RELAYED.inc(len(received.tokens))
-    if outcome == "failed":
+    if failure is not None:
         answer.publish(json.dumps({"error": failure}))
     answer.publish(received.done_event if outcome == "completed" else DONE)
 
@@ -164,7 +173,7 @@ async def _store(job: AnswerJob, received: _Received, elapsed_ms: int) -> None:
     if stopped and not received.tokens:
         log.info("answer_stopped_before_first_token")
         return
-    stored = await messages.store_answer(
+    stored = await _store_with_retries(
         messages.StoredAnswer(
             job.message_id,
             MessageStatus.STOPPED if stopped else MessageStatus.COMPLETE,
@@ -185,6 +194,18 @@ async def _store(job: AnswerJob, received: _Received, elapsed_ms: int) -> None:
         tokens=len(received.tokens),
         inference_time_ms=elapsed_ms,
     )
+
+
+async def _store_with_retries(answer: messages.StoredAnswer) -> Message | None:
+    """Store the answer, trying again while the database is briefly away (a restart, a full pool)."""
+    for pause in (*STORE_RETRY_PAUSES, None):
+        try:
+            return await messages.store_answer(answer)
+        except DATABASE_ERRORS as exc:
+            if pause is None:
+                raise
+            log.warning("answer_store_retried", conversation_id=str(answer.conversation_id), error=type(exc).__name__)
+            await asyncio.sleep(pause)
 
 
 async def store_salvaged(record: dict[str, Any], events: list[str], elapsed_ms: int) -> None:

@@ -22,7 +22,7 @@ def test_defaults():
     assert (settings.auth_cache_ttl_seconds, settings.auth_cache_max_size) == (300, 1024)
     assert (settings.inference_default_temperature, settings.inference_default_max_tokens, settings.inference_default_top_k) == (0.8, 1024, 50)
     assert settings.admin_emails == ()
-    assert (settings.sse_heartbeat_seconds, settings.graceful_shutdown_timeout) == (15, 30)
+    assert (settings.sse_heartbeat_seconds, settings.graceful_shutdown_timeout) == (15, 20)
 
 
 @pytest.mark.parametrize(

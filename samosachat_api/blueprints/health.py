@@ -7,7 +7,7 @@ from sanic_ext import openapi
 
 from ..answers import Answers
 from ..schemas import HealthOut, ReadinessOut
-from ..services.health import database_ready
+from ..services.health import database_problem
 from ._docs import responses
 
 bp = Blueprint("health", url_prefix="/api/health")
@@ -25,9 +25,10 @@ async def liveness(request: Request) -> JSONResponse:
 @openapi.definition(response=responses({200: ReadinessOut, 503: ReadinessOut}, authenticated=False))
 async def readiness(request: Request, answers: Answers) -> JSONResponse:
     """Readiness: the database answers a trivial query within 2 s (and Redis a ping, when used)."""
-    checks = {"database": await database_ready(), **await answers.checks()}
+    problem = await database_problem()
+    checks = {"database": problem is None, **await answers.checks()}
     shown = {name: "ok" if ok else "unavailable" for name, ok in checks.items()}
     if all(checks.values()):
         return json({"status": "ok", "ready": True, "checks": shown})
-    log.warning("not_ready", **{name: state for name, state in shown.items() if state != "ok"})
+    log.warning("not_ready", database_error=problem, **{name: state for name, state in shown.items() if state != "ok"})
     return json({"status": "unavailable", "ready": False, "checks": shown}, status=503)

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import hmac
 import time
 
 from sanic import Blueprint, Request, raw
 from sanic.constants import HTTP_METHODS
+from sanic.exceptions import Unauthorized
 from sanic.response import HTTPResponse
 from sanic_ext import openapi
 
@@ -15,7 +17,11 @@ bp = Blueprint("metrics")
 @bp.get("/metrics")
 @openapi.definition(response=[openapi.definitions.Response({"text/plain": str}, status=200)])
 async def exposition(request: Request) -> HTTPResponse:
-    """Prometheus metrics of every worker (unauthenticated; METRICS_ENABLED=false removes it)."""
+    """Prometheus metrics of every worker (METRICS_ENABLED=false removes it; with METRICS_TOKEN set,
+    a scraper sends it as a bearer token)."""
+    expected = request.app.ctx.settings.metrics_token
+    if expected and not hmac.compare_digest(request.headers.get("authorization", "").encode(errors="surrogateescape"), f"Bearer {expected}".encode()):
+        raise Unauthorized("Missing or wrong metrics token", scheme="Bearer")
     body, content_type = metrics.exposition()
     return raw(body, content_type=content_type)
 

@@ -12,6 +12,10 @@ from ..errors import UpstreamError, UpstreamUnavailable
 from ._http import upstream_failure
 
 END_OF_STREAM_SECONDS = 0.1  # a well-behaved upstream ends the body with `done`
+MAX_LINE_BYTES = 1024 * 1024  # a longer line (or one that never ends) is a malformed event
+# The upstream statuses a client may see as they are (an unknown model, a bad request); 401/403
+# mean this service's key is wrong, which is ours to fix, not the browser's: 502.
+CLIENT_STATUSES = {400, 404, 409, 422}
 
 
 class InferenceClient:
@@ -60,7 +64,10 @@ class InferenceClient:
             error = UpstreamUnavailable("Inference service unavailable")
             raise _failure("unreachable", error, path=path, cause=type(exc).__name__) from None
         status = response.status_code
-        if status >= 500:
+        if status in (401, 403):
+            error = UpstreamError("Inference service refused this service's credentials")
+            raise _failure("rejected_key", error, path=path, upstream_status=status, check="INTERNAL_API_KEY")
+        if status >= 400 and status not in CLIENT_STATUSES:
             raise _failure("status", UpstreamError(f"Inference service answered {status}"), path=path, upstream_status=status)
         try:
             return status, response.json()
@@ -100,6 +107,8 @@ async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         if b"\n" in chunk or b"\r" in chunk:  # else the line goes on: no rescanning of long lines
             for line in _cut_complete_lines(pending):
                 yield line
+        if len(pending) > MAX_LINE_BYTES:
+            raise _malformed_event()
     pending += b"\n"  # the end of the stream ends the last line
     for line in _cut_complete_lines(pending):
         yield line

@@ -99,7 +99,7 @@ async def test_two_instances_share_running_answers(db, two_instances):
 
         async def stored_partial():
             messages = (await b.get(f"/api/conversations/{cid}", headers=me)).json()["messages"]
-            return [m["content"] for m in messages if m["role"] == "assistant"]
+            return [m["content"] for m in messages if m["role"] == "assistant" and m["status"] == "stopped"]
 
         partial = await eventually(stored_partial, timeout=30)
         assert partial and partial[0].startswith("".join(seen))
