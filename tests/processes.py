@@ -56,10 +56,17 @@ def wait_for_exit(process: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError("server processes still running")
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
+def stop(process: subprocess.Popen, timeout: float = 30) -> None:
+    """Stop a process group as a platform does (SIGTERM), and insist that all of it exits."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        wait_for_exit(process, timeout)
+    except (TimeoutError, subprocess.TimeoutExpired):
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+        raise AssertionError(f"process {process.args!r} did not exit within {timeout} s of SIGTERM") from None
 
 
 @contextmanager

@@ -95,14 +95,17 @@ async def test_two_instances_share_running_answers(db, two_instances):
                 seen.append(event.data["token"])
                 if len(seen) == 5:
                     break
+        running = (await b.get(f"/api/conversations/{cid}", headers=me)).json()["messages"][-1]  # seen from B
+        assert (running["role"], running["status"]) == ("assistant", "generating")
+        assert running["content"].startswith("".join(seen))
         os.killpg(process_a.pid, signal.SIGKILL)
 
         async def stored_partial():
             messages = (await b.get(f"/api/conversations/{cid}", headers=me)).json()["messages"]
-            return [m["content"] for m in messages if m["role"] == "assistant" and m["status"] == "stopped"]
+            return [(m["id"], m["content"]) for m in messages if m["role"] == "assistant" and m["status"] == "stopped"]
 
         partial = await eventually(stored_partial, timeout=30)
-        assert partial and partial[0].startswith("".join(seen))
+        assert partial and partial[0][0] == running["id"] and partial[0][1].startswith("".join(seen))
         assert (await ask(b, me, cid, "tokens=2")).status == 200
 
 
