@@ -8,7 +8,13 @@ from tortoise.contrib.sanic import register_tortoise
 
 from . import blueprints, metrics
 from .answers import STORE_GRACE_SECONDS, Answers, build_answers
-from .auth import Administrator, Authenticator, current_administrator, current_user, owned_conversation
+from .auth import (
+    Administrator,
+    Authenticator,
+    current_administrator,
+    current_user,
+    owned_conversation,
+)
 from .blueprints.metrics import record_request
 from .clients import AuthClient, AuthenticatedUser, InferenceClient, new_http_client
 from .errors import render_error

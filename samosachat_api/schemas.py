@@ -17,6 +17,8 @@ from pydantic_core import core_schema
 from sanic import Request
 from sanic_ext import openapi
 
+from .errors import parse_input
+
 
 class _OpenAPI30(GenerateJsonSchema):
     def nullable_schema(self, schema: core_schema.NullableSchema) -> JsonSchemaValue:
@@ -49,7 +51,7 @@ class ListQuery(Model):
     def from_request(cls, request: Request) -> ListQuery:
         """The sanic-ext dependency behind a `query: ListQuery` argument. Unlike `request.args`
         (and so @validate), keeps blank values: `?limit=` is an error, not 50."""
-        return cls.model_validate(dict(request.get_query_args(keep_blank_values=True)))
+        return parse_input(cls, dict(request.get_query_args(keep_blank_values=True)))
 
 
 @openapi.component

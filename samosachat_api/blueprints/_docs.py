@@ -17,6 +17,7 @@ from sanic_ext.extensions.openapi.definitions import (
 )
 from sanic_ext.extensions.openapi.types import Schema
 
+from ..errors import parse_input
 from ..schemas import ErrorOut
 
 BEARER = {"bearer": []}
@@ -90,7 +91,7 @@ def api_route(
 def _with_optional_body(model: type[BaseModel], handler):
     @functools.wraps(handler)
     async def with_body(request: Request, *args: Any, **kwargs: Any):
-        body = model.model_validate_json(request.body, strict=True) if request.body else model()
+        body = parse_input(model, request.body, json=True) if request.body else model()
         return await handler(request, *args, body=body, **kwargs)
 
     return with_body
