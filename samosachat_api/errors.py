@@ -9,6 +9,7 @@ SanicException
  │    └── ConversationNotFound     not a conversation of this user
  ├── PayloadTooLarge (413)         sanic: body over REQUEST_MAX_SIZE
  ├── AnswerInProgress (409)        an answer is already being generated
+ ├── AlreadyAnswered (409)         an ask retried with the Idempotency-Key of an answered question
  ├── TooManyAnswers (429)          the user has MAX_RUNNING_ANSWERS_PER_USER answers running
  ├── ShuttingDown (503)            no new answers while the worker drains on SIGTERM
  ├── AnswersUnavailable (503)      Redis, which shares the running answers, cannot be reached
@@ -58,6 +59,12 @@ class AnswersUnavailable(SanicException):
     status_code = 503
     message = "Running answers are unavailable (redis cannot be reached); try again in a moment"
     headers = {"Retry-After": "5"}
+
+
+class AlreadyAnswered(SanicException):
+    status_code = 409
+    message = "This question (Idempotency-Key) was already answered"
+    quiet = True
 
 
 class ShuttingDown(SanicException):

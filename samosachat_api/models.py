@@ -62,6 +62,7 @@ class Message(Model):
     inference_time_ms = fields.IntField(null=True)
     time_to_first_token_ms = fields.IntField(null=True)
     status = fields.CharEnumField(MessageStatus, max_length=20, default=MessageStatus.COMPLETE)
+    idempotency_key = fields.CharField(max_length=200, null=True)  # a question's; unique per conversation
     created_at = fields.DatetimeField(auto_now_add=True)
 
     conversation_id: UUID

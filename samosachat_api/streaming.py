@@ -91,9 +91,11 @@ class Answering:
     inference: InferenceClient
     settings: Settings
 
-    async def ask(self, request: Request, conversation: Conversation, question: SendMessage) -> None:
+    async def ask(
+        self, request: Request, conversation: Conversation, question: SendMessage, idempotency_key: str | None = None
+    ) -> None:
         async def prepare() -> AnswerJob:
-            await messages.add_user_message(conversation, question.content)
+            await messages.add_user_message(conversation, question.content, idempotency_key)
             history = await messages.recent(conversation, self.settings.max_conversation_history)
             return AnswerJob.build(conversation, history, question, self.settings)
 

@@ -229,3 +229,40 @@ def test_release_with_a_bad_setting_prints_one_line():
     assert result.stderr.strip().splitlines() == [
         "samosachat-api: invalid DATABASE_URL='mysql://nope': must start with postgres://, postgresql:// or sqlite://"
     ]
+
+
+# -- a retried question -----------------------------------------------------------------------------
+
+
+async def test_a_retry_with_the_same_idempotency_key_stores_nothing_new(client, alice, upstreams, db, monkeypatch):
+    recent, failures = messages.recent, []
+
+    async def database_gone_once(*args):
+        if not failures:
+            failures.append(1)
+            raise ConnectionResetError("the database went away after the question was stored")
+        return await recent(*args)
+
+    monkeypatch.setattr(messages, "recent", database_gone_once)
+    cid = await new_conversation(client, alice)
+    url, headers = f"/api/conversations/{cid}/messages", {**alice, "Idempotency-Key": "ask-1"}
+    first = await client.post(url, json={"content": "q"}, headers=headers)
+    assert (first.status_code, first.json()) == (503, {"detail": "Database unavailable"})
+    retry = await client.post(url, json={"content": "q"}, headers=headers)
+    assert retry.status_code == 200 and parse(retry.text)[0][-1].data == {"done": True}
+    rows = await db.fetch("SELECT role, content FROM messages ORDER BY created_at")
+    assert [(r["role"], r["content"]) for r in rows] == [("user", "q"), ("assistant", "Hi there")]
+    again = await client.post(url, json={"content": "q"}, headers=headers)  # answered already
+    assert (again.status_code, again.json()) == (409, {"detail": "This question (Idempotency-Key) was already answered"})
+    assert await db.fetchval("SELECT count(*) FROM messages") == 2
+    other = await client.post(url, json={"content": "q"}, headers={**alice, "Idempotency-Key": "ask-2"})
+    assert other.status_code == 200 and await db.fetchval("SELECT count(*) FROM messages") == 4
+
+
+@pytest.mark.parametrize("key", ["", "a b", "x" * 201, "é".encode()])
+async def test_a_malformed_idempotency_key_is_400(client, alice, key, db):
+    cid = await new_conversation(client, alice)
+    response = await client.post(
+        f"/api/conversations/{cid}/messages", json={"content": "q"}, headers={**alice, "Idempotency-Key": key}
+    )
+    assert response.status_code == 400 and await db.fetchval("SELECT count(*) FROM messages") == 0

@@ -20,6 +20,7 @@ from ._docs import EVENT_STREAM, api_route, render, responses
 bp = Blueprint("messages", url_prefix="/conversations/<conversation_id:uuid>")
 
 EVENT_ID = re.compile(r"[0-9]{1,9}")
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
 EVENT_ID_SCHEMA = Schema(type="integer", minimum=0, maximum=999_999_999)
 
 
@@ -28,11 +29,12 @@ EVENT_ID_SCHEMA = Schema(type="integer", minimum=0, maximum=999_999_999)
     "Ask: store the message and stream the answer",
     responses({200: EVENT_STREAM}, 400, 404, 409, 429),
     body=SendMessage,
+    parameter=[Parameter("Idempotency-Key", Schema(type="string", minLength=1, maxLength=200), "header")],
 )
 async def send_message(
     request: Request, conversation_id: UUID, body: SendMessage, conversation: Conversation, answering: Answering
 ) -> None:
-    await answering.ask(request, conversation, body)
+    await answering.ask(request, conversation, body, _idempotency_key(request))
 
 
 @bp.post("/regenerate")
@@ -70,6 +72,13 @@ async def resume(
 @api_route("Stop the answer being generated, keeping what it has so far", responses({200: StoppedOut}, 404))
 async def stop(request: Request, conversation_id: UUID, conversation: Conversation, answers: Answers) -> HTTPResponse:
     return render(StoppedOut(stopped=await answers.stop(conversation.id)))
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+        raise BadRequest("Idempotency-Key must be 1 to 200 printable ASCII characters")
+    return key
 
 
 def _last_event_id(request: Request) -> int:

@@ -11,7 +11,7 @@ from tortoise.expressions import Case, F, Value, When
 from tortoise.timezone import now
 from tortoise.transactions import in_transaction
 
-from ..errors import ConversationNotFound, NothingToAnswer
+from ..errors import AlreadyAnswered, ConversationNotFound, NothingToAnswer
 from ..models import DEFAULT_TITLE, Conversation, Message, MessageStatus, Role
 
 TITLE_LENGTH = 80
@@ -52,13 +52,20 @@ def with_system_prompt(history: list[dict[str, str]], prompt: str) -> list[dict[
     return history
 
 
-async def add_user_message(conversation: Conversation, content: str) -> Message:
+async def add_user_message(conversation: Conversation, content: str, idempotency_key: str | None = None) -> Message:
     """Store the question and bump updated_at, in one transaction; the first question titles the
-    conversation unless it was renamed (a title given at creation is only a placeholder)."""
+    conversation unless it was renamed (a title given at creation is only a placeholder).
+
+    A question sent again with the same idempotency key is not stored again: it is answered if it
+    has no answer yet (the first try failed before its answer started), else refused."""
+    if idempotency_key and (stored := await _question_with_key(conversation, idempotency_key)) is not None:
+        return stored
     try:
         async with in_transaction():
             first = not await Message.filter(conversation_id=conversation.id).exists()
-            message = await Message.create(conversation_id=conversation.id, role=Role.USER, content=content)
+            message = await Message.create(
+                conversation_id=conversation.id, role=Role.USER, content=content, idempotency_key=idempotency_key
+            )
             changes: dict = {"updated_at": now()}
             if first:  # decided in the UPDATE, so that a rename made meanwhile in another tab wins
                 changes["title"] = Case(When(title_set_by_user=False, then=Value(title_from(content))), default=F("title"))
@@ -66,6 +73,14 @@ async def add_user_message(conversation: Conversation, content: str) -> Message:
     except IntegrityError:  # deleted since it was read
         raise ConversationNotFound() from None
     return message
+
+
+async def _question_with_key(conversation: Conversation, key: str) -> Message | None:
+    messages = Message.in_conversation_of(conversation.user_id, conversation.id)
+    stored = await messages.get_or_none(idempotency_key=key)
+    if stored is not None and await messages.filter(created_at__gt=stored.created_at).exists():
+        raise AlreadyAnswered()
+    return stored
 
 
 async def recent(conversation: Conversation, limit: int) -> list[Message]:
