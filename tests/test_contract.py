@@ -68,7 +68,9 @@ def test_the_spec_describes_every_route(live_service):
     ask = spec["paths"]["/api/conversations/{conversation_id}/messages"]["post"]
     assert ask["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/SendMessage"}
     assert "text/event-stream" in ask["responses"]["200"]["content"]
-    assert ask["parameters"][0]["schema"] == {"type": "string", "format": "uuid"}
+    parameters = {p["name"]: p for p in ask["parameters"]}
+    assert parameters["conversation_id"]["schema"] == {"type": "string", "format": "uuid"}
+    assert parameters["Idempotency-Key"]["in"] == "header"
 
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
