@@ -69,7 +69,7 @@ GENERATE_DEFAULTS = {"temperature": 0.8, "max_tokens": 1024, "top_k": 50}  # the
 
 
 def new_token() -> str:
-    return f"user-{uuid.uuid4()}"  # what the auth stand-in accepts (tests/support/standins.py)
+    return f"user-{uuid.uuid4()}"  # what the auth stand-in accepts (dev/standins.py)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,9 +250,9 @@ async def database(src: Source):
 
 @contextlib.contextmanager
 def stand_ins(kind: str, src: Source) -> Iterator[tuple[str, str, psutil.Process]]:
-    """fast: bench/standin.py (see its docstring for why); tests: tests/support/standins.py."""
+    """fast: bench/standin.py (see its docstring for why); tests: dev/standins.py."""
     auth_port, inference_port = free_port(), free_port()
-    module, cwd, env = ("bench.standin", ROOT, None) if kind == "fast" else ("tests.support.standins", src.path, src.env())
+    module, cwd, env = ("bench.standin", ROOT, None) if kind == "fast" else ("dev.standins", src.path, src.env())
     process = subprocess.Popen(
         [sys.executable, "-m", module, "--auth-port", str(auth_port), "--inference-port", str(inference_port),
          "--internal-key", INTERNAL_KEY],
@@ -847,7 +847,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--db-params", metavar="QUERY",
                         help="appended to the server's DATABASE_URL as ?QUERY (experiments, e.g. maxsize=20)")
     parser.add_argument("--standins", choices=["fast", "tests"], default="fast",
-                        help="fast: bench/standin.py (default); tests: tests/support/standins.py")
+                        help="fast: bench/standin.py (default); tests: dev/standins.py")
     parser.add_argument("--profile", nargs="*", default=[], metavar="PHASE",
                         help="py-spy the worker during these phases: health, list, get, single, stream-N "
                              "(figures of a profiled phase are not comparable)")

@@ -1,4 +1,4 @@
-"""A faster variant of the stand-in upstreams (tests/support/standins.py), for the benchmark only.
+"""A faster variant of the stand-in upstreams (dev/standins.py), for the benchmark only.
 
 Same contract as the test stand-ins: the auth service accepts `user-<uuid>` (`admin-<uuid>`)
 tokens on `POST /auth/validate` and counts calls (`GET /stats`); the inference service answers

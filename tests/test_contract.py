@@ -11,8 +11,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from .processes import stand_ins, web_service
-from .support.standins import new_token
+from dev.processes import stand_ins, web_service
+from dev.standins import new_token
 
 TOKEN = new_token()
 EXAMPLES_PER_OPERATION = 50

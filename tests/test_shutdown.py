@@ -11,8 +11,8 @@ import asyncpg
 import httpx
 import pytest
 
-from .processes import stand_ins, wait_for_exit, web_service
-from .support.standins import new_token
+from dev.processes import stand_ins, wait_for_exit, web_service
+from dev.standins import new_token
 
 
 @pytest.fixture

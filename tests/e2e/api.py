@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from ..processes import INTERNAL_KEY
+from dev.processes import INTERNAL_KEY
 from ..sse import Event, parse
 
 

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from ..processes import stand_ins, web_service
+from dev.processes import stand_ins, web_service
 from .api import PostgresRows, Service, SqliteRows
 
 # The servers run with a local time zone that is not UTC: what they store and send must not depend on it.

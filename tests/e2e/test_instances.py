@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from ..conftest import REDIS_SERVER, eventually
-from ..processes import stand_ins, wait_for_exit, web_service
-from ..support.standins import new_token
+from dev.processes import stand_ins, wait_for_exit, web_service
+from dev.standins import new_token
 from .api import ask, bearer, create_conversation, events_as_they_come
 
 LEASE_SECONDS = "3"

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from ..sse import positions
-from ..support.standins import new_token
+from dev.standins import new_token
 from .api import (
     Service,
     ask,

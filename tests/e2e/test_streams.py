@@ -13,9 +13,9 @@ import uuid
 import pytest
 
 from ..conftest import eventually
-from ..processes import INTERNAL_KEY
+from dev.processes import INTERNAL_KEY
 from ..sse import positions
-from ..support.standins import new_token
+from dev.standins import new_token
 from .api import Service, ask, bearer, create_conversation, events_as_they_come, user_id_of
 
 # Every token check takes the auth stand-in this long, as a remote service would; it is what

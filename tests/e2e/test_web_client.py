@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from ..support.standins import new_token
+from dev.standins import new_token
 from .api import Service, bearer, events_as_they_come, user_id_of
 
 

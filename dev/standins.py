@@ -10,7 +10,7 @@ inference stand-in answers the newest user message; words in it steer the answer
     split         write every event in 3-byte pieces with CRLF line ends and comment lines
     drop=K        close the connection after K tokens, without `done`
 
-    python -m tests.support.standins --auth-port 8001 --inference-port 8000 --internal-key KEY [--auth-delay-ms MS]
+    python -m dev.standins --auth-port 8001 --inference-port 8000 --internal-key KEY [--auth-delay-ms MS]
 """
 
 from __future__ import annotations

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -31,15 +31,16 @@ def procfile_command(kind: str) -> str:
 
 
 def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
+    """Until `url` (the service's liveness route) answers as the chat API, while `process` lives:
+    whatever else may listen on the port does not count."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{url}: process exited with {process.returncode}")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
+        with contextlib.suppress(httpx.TransportError, ValueError):
+            if httpx.get(url, timeout=1).json().get("service") == "chat-api":
+                return
+        time.sleep(0.1)
     raise TimeoutError(url)
 
 
@@ -69,12 +70,12 @@ def stop(process: subprocess.Popen, timeout: float = 30) -> None:
         raise AssertionError(f"process {process.args!r} did not exit within {timeout} s of SIGTERM") from None
 
 
-@contextmanager
+@contextlib.contextmanager
 def stand_ins(auth_delay_ms: int = 0):
-    """The stand-in auth and inference services (tests/support/standins.py); yields their two URLs."""
+    """The stand-in auth and inference services (dev/standins.py); yields their two URLs."""
     auth_port, inference_port = free_port(), free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.standins", "--auth-port", str(auth_port),
+        [sys.executable, "-m", "dev.standins", "--auth-port", str(auth_port),
          "--inference-port", str(inference_port), "--internal-key", INTERNAL_KEY,
          "--auth-delay-ms", str(auth_delay_ms)],
         cwd=ROOT, stdout=subprocess.PIPE, start_new_session=True,
@@ -87,7 +88,7 @@ def stand_ins(auth_delay_ms: int = 0):
         stop(process)
 
 
-@contextmanager
+@contextlib.contextmanager
 def web_service(database_url: str, auth_url: str, inference_url: str, log_path: Path, port: int = 0, **extra_env: str):
     """The Procfile's `web:` command with PORT set, as a PaaS runs it."""
     port = port or free_port()
