@@ -80,3 +80,29 @@ async def test_answer_still_running_at_the_deadline_is_stored_as_it_stands(datab
     assert answer["content"] == seen
     assert 2 <= answer["token_count"] < 200
     assert all(json.loads(line) for line in log.read_text().splitlines() if line.strip())
+
+
+async def test_a_question_on_a_kept_alive_connection_during_the_drain(database_url, db, upstream_urls, tmp_path):
+    """As the README says: the connection is closed (the client retries elsewhere) or the question
+    is refused with 503; it is never answered nor left hanging."""
+    token = new_token()
+    with web_service(database_url, *upstream_urls, tmp_path / "web.log") as (process, base_url):
+        with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=10) as kept_alive:
+            cid = kept_alive.post("/api/conversations", json={}).json()["id"]  # the connection is now open and idle
+            outcomes = []
+
+            def ask_on_the_kept_alive_connection():
+                os.killpg(process.pid, signal.SIGTERM)
+                time.sleep(0.3)
+                try:
+                    response = kept_alive.post(f"/api/conversations/{cid}/messages", json={"content": "tokens=1"})
+                    outcomes.append((response.status_code, response.json()))
+                except httpx.TransportError as exc:
+                    outcomes.append(type(exc).__name__)
+
+            read_tokens_then(base_url, new_token(), "tokens=20 delay=50", 2, ask_on_the_kept_alive_connection)
+        wait_for_exit(process, timeout=30)
+    assert outcomes in (
+        [(503, {"detail": "The service is restarting; try again in a moment"})],
+        ["RemoteProtocolError"], ["ReadError"], ["ConnectError"],
+    ), outcomes
