@@ -5,13 +5,15 @@ harmless on a database that already holds these tables (no row is touched) and s
 schema carries the contract's column defaults, role check and descending index. The
 CreateModel operations only record the models in Tortoise's migration state.
 """
-from tortoise import migrations
-from tortoise.migrations import operations as ops
-from samosachat_api.models import Role
-from tortoise.fields.base import OnDelete
 from uuid import uuid4
-from tortoise import fields
+
+from tortoise import fields, migrations
+from tortoise.fields.base import OnDelete
 from tortoise.indexes import Index
+from tortoise.migrations import operations as ops
+
+from samosachat_api.migration_state import RecordModel
+from samosachat_api.models import Role
 
 SCHEMA = [
     """
@@ -46,16 +48,6 @@ SCHEMA = [
         ON messages (conversation_id, created_at)
     """,
 ]
-
-
-class RecordModel(ops.CreateModel):
-    """CreateModel for the migration state only; SCHEMA above creates the table."""
-
-    async def database_forward(self, *args, **kwargs) -> None:
-        return None
-
-    async def database_backward(self, *args, **kwargs) -> None:
-        return None
 
 
 class Migration(migrations.Migration):

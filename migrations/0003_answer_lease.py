@@ -6,15 +6,7 @@ changes) and on a database where they already exist. AddField records them in To
 from tortoise import fields, migrations
 from tortoise.migrations import operations as ops
 
-
-class RecordField(ops.AddField):
-    """AddField for the migration state only; the SQL below adds the column."""
-
-    async def database_forward(self, *args, **kwargs) -> None:
-        return None
-
-    async def database_backward(self, *args, **kwargs) -> None:
-        return None
+from samosachat_api.migration_state import RecordField
 
 
 class Migration(migrations.Migration):

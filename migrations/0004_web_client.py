@@ -8,17 +8,8 @@ AddField records them in Tortoise's state.
 from tortoise import fields, migrations
 from tortoise.migrations import operations as ops
 
+from samosachat_api.migration_state import RecordField
 from samosachat_api.models import MessageStatus
-
-
-class RecordField(ops.AddField):
-    """AddField for the migration state only; the SQL below adds the column."""
-
-    async def database_forward(self, *args, **kwargs) -> None:
-        return None
-
-    async def database_backward(self, *args, **kwargs) -> None:
-        return None
 
 
 class Migration(migrations.Migration):

@@ -7,15 +7,7 @@ Tortoise's state.
 from tortoise import fields, migrations
 from tortoise.migrations import operations as ops
 
-
-class RecordField(ops.AddField):
-    """AddField for the migration state only; the SQL below adds the column."""
-
-    async def database_forward(self, *args, **kwargs) -> None:
-        return None
-
-    async def database_backward(self, *args, **kwargs) -> None:
-        return None
+from samosachat_api.migration_state import RecordField
 
 
 class Migration(migrations.Migration):

@@ -145,6 +145,19 @@ async def client(app: Sanic) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
+def closed_port() -> int:
+    """A local port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def env_closed_port(env):
+    """The database at a port nothing listens on."""
+    env["DATABASE_URL"] = f"postgres://root@127.0.0.1:{closed_port()}/nowhere"
+
+
 @pytest.fixture
 def alice(upstreams: Upstreams) -> dict[str, str]:
     token, _ = upstreams.add_user(email="alice@example.com")

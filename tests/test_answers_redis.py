@@ -5,23 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import uuid
 
 import pytest
 
 from samosachat_api.answers import Answer
 from samosachat_api.answers.redis import RedisAnswers
-from samosachat_api.errors import AnswerInProgress, AnswersUnavailable
+from samosachat_api.errors import AnswerInProgress
 from samosachat_api.streaming import store_salvaged
 
-from .conftest import REDIS_SERVER, eventually, new_conversation
+from .conftest import REDIS_SERVER, closed_port, eventually, new_conversation
 from .sse import parse, positions, post_stream, tokens
 from .support.upstreams import sse, token_events
 from .test_answers import (  # noqa: F401  the same behaviours, now with Redis (see `env` below)
     WORDS,
-    slow_history,
     event_id,
+    slow_history,
     start_slow_answer,
     test_client_disconnect_does_not_stop,
     test_deleting_a_conversation_stops_its_answer,
@@ -187,10 +186,7 @@ async def test_per_user_cap_across_instances(client, alice, upstreams, app, othe
 
 @pytest.fixture
 def env_redis_nowhere(env):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    env["REDIS_URL"] = f"redis://127.0.0.1:{closed_port()}/0"
 
 
 async def test_redis_unreachable_at_start(env_redis_nowhere, client, alice, upstreams, db):

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,9 +20,9 @@ from samosachat_api.clients import inference
 from samosachat_api.logging import trace_id_of
 from samosachat_api.services import conversations, messages
 
-from .conftest import ROOT, eventually, new_conversation
+from .conftest import ROOT, new_conversation
 from .sse import parse, tokens
-from .support.upstreams import INFERENCE_URL, sse, token_events
+from .support.upstreams import sse, token_events
 
 BIN = Path(sys.executable).parent
 
@@ -177,15 +176,6 @@ async def test_readiness_names_the_cause(env_closed_port, client, capsys):
     assert (await client.get("/api/health/ready")).status_code == 503
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"not_ready"' in line]
     assert lines and lines[-1]["database_error"] in {"ConnectionRefusedError", "OSError"}
-
-
-@pytest.fixture
-def env_closed_port(env):
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        env["DATABASE_URL"] = f"postgres://root@127.0.0.1:{sock.getsockname()[1]}/nowhere"
 
 
 # -- metrics ------------------------------------------------------------------------------------

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from urllib.parse import urlsplit
 
 import pytest
-from urllib.parse import urlsplit
 
 
 class TcpProxy:
@@ -80,14 +80,6 @@ async def test_not_ready_while_the_database_is_away_then_ready_again(env_via_pro
     await proxy.on()
     assert (await client.get("/api/health/ready")).status_code == 200
     assert (await client.get("/api/conversations", headers=alice)).status_code == 200
-
-
-@pytest.fixture
-def env_closed_port(env):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env["DATABASE_URL"] = f"postgres://root@127.0.0.1:{port}/nowhere"
 
 
 async def test_starts_and_answers_liveness_without_a_database(env_closed_port, client, alice):

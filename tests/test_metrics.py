@@ -9,6 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dev.processes import stand_ins, web_service
+
 from .sse import parse
 from .support.upstreams import sse, token_events
 

@@ -16,6 +16,7 @@ import asyncpg
 import httpx
 
 from dev.processes import INTERNAL_KEY
+
 from ..sse import Event, parse
 
 

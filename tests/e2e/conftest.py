@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from dev.processes import stand_ins, web_service
+
 from .api import PostgresRows, Service, SqliteRows
 
 # The servers run with a local time zone that is not UTC: what they store and send must not depend on it.

@@ -12,9 +12,10 @@ import uuid
 import httpx
 import pytest
 
-from ..conftest import REDIS_SERVER, eventually
 from dev.processes import stand_ins, wait_for_exit, web_service
 from dev.standins import new_token
+
+from ..conftest import REDIS_SERVER, eventually
 from .api import ask, bearer, create_conversation, events_as_they_come
 
 LEASE_SECONDS = "3"

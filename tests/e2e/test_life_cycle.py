@@ -11,8 +11,9 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from ..sse import positions
 from dev.standins import new_token
+
+from ..sse import positions
 from .api import (
     Service,
     ask,

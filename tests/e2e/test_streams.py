@@ -12,11 +12,19 @@ import uuid
 
 import pytest
 
-from ..conftest import eventually
 from dev.processes import INTERNAL_KEY
-from ..sse import positions
 from dev.standins import new_token
-from .api import Service, ask, bearer, create_conversation, events_as_they_come, user_id_of
+
+from ..conftest import eventually
+from ..sse import positions
+from .api import (
+    Service,
+    ask,
+    bearer,
+    create_conversation,
+    events_as_they_come,
+    user_id_of,
+)
 
 # Every token check takes the auth stand-in this long, as a remote service would; it is what
 # lets a burst of requests with one new token arrive while its check is still under way.

@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from dev.standins import new_token
+
 from .api import Service, bearer, events_as_they_come, user_id_of
 
 
