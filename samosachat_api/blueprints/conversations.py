@@ -47,10 +47,7 @@ async def create_conversation(request: Request, body: CreateConversation, user: 
     responses({200: ConversationDetailOut}, 404),
 )
 async def get_conversation(request: Request, conversation_id: UUID, conversation: Conversation, answers: Answers) -> HTTPResponse:
-    history = await conversations.messages_of(conversation)
-    running = await answers.running(conversation.id)
-    if running is not None:
-        history.append(conversations.generating_message(conversation, running))
+    history = await conversations.messages_of(conversation, running=await answers.running(conversation.id))
     return render(ConversationDetailOut(**dict(ConversationOut.model_validate(conversation)), messages=history))
 
 

@@ -40,11 +40,15 @@ async def get(user_id: UUID, conversation_id: UUID) -> Conversation:
     return conversation
 
 
-async def messages_of(conversation: Conversation) -> list[Message]:
-    return await Message.in_conversation_of(conversation.user_id, conversation.id).order_by("created_at")
+async def messages_of(conversation: Conversation, running: RunningAnswer | None = None) -> list[Message | dict[str, Any]]:
+    """The messages, oldest first, then the answer being generated (unless it was stored meanwhile)."""
+    history: list = await Message.in_conversation_of(conversation.user_id, conversation.id).order_by("created_at")
+    if running is not None and all(message.id != running.message_id for message in history):
+        history.append(_generating_message(conversation, running))
+    return history
 
 
-def generating_message(conversation: Conversation, running: RunningAnswer) -> dict[str, Any]:
+def _generating_message(conversation: Conversation, running: RunningAnswer) -> dict[str, Any]:
     """The answer being generated, shown as the conversation's newest message: the id it will be
     stored under and the text so far."""
     return {
