@@ -51,7 +51,7 @@ from bench.processes import (  # noqa: E402
     INTERNAL_KEY, OUT, ROOT, Server, become_subreaper, count_log_errors, database, prioritise,
     raise_open_file_limit, redis_keys, source, stand_ins, web_service,
 )
-from bench.report import Report, Row, verdict  # noqa: E402
+from bench.report import Report, Row  # noqa: E402
 from bench.scenarios import crud, single, stream  # noqa: E402
 from bench.scenarios.common import Bench  # noqa: E402
 
