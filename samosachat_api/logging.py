@@ -8,6 +8,7 @@ import sys
 import time
 import uuid
 
+import orjson
 import structlog
 from sanic import Request
 from sanic.response import HTTPResponse
@@ -21,9 +22,25 @@ def _add_service(_logger, _method, event_dict):
     return event_dict
 
 
+def _render(event_dict, **kwargs) -> str:
+    return orjson.dumps(event_dict, **kwargs).decode()
+
+
+class _StdoutLogger:
+    """structlog's output: one line to sys.stdout as it is when the line is logged, not as it was
+    at set-up (test runners swap it between set-up and test)."""
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name  # for add_logger_name
+
+    def msg(self, line: str) -> None:
+        sys.stdout.write(line + "\n")
+
+    debug = info = warning = error = critical = exception = msg
+
+
 class _StdoutHandler(logging.StreamHandler):
-    """Writes to sys.stdout as it is when a line is logged, not as it was at set-up
-    (test runners swap it between set-up and test)."""
+    """The standard library's output (sanic, tortoise, asyncpg): sys.stdout as it is, as above."""
 
     @property
     def stream(self):
@@ -35,7 +52,8 @@ class _StdoutHandler(logging.StreamHandler):
 
 
 def configure_logging(level: str) -> None:
-    """Route structlog and the standard library (sanic, tortoise, asyncpg) through one JSON renderer."""
+    """One JSON line per event, from structlog (the service) and the standard library (sanic,
+    tortoise, asyncpg) alike. structlog's lines skip the standard library's logging machinery."""
     shared = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -43,10 +61,11 @@ def configure_logging(level: str) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _add_service,
     ]
+    renderer = structlog.processors.JSONRenderer(serializer=_render)
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        logger_factory=_StdoutLogger,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         cache_logger_on_first_use=True,
     )
     handler = _StdoutHandler()
@@ -56,7 +75,7 @@ def configure_logging(level: str) -> None:
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
-                structlog.processors.JSONRenderer(),
+                renderer,
             ],
         )
     )

@@ -82,7 +82,7 @@ async def test_debug_logs_keep_message_contents_out(capsys, debug_logs, client, 
     cid = (await client.post("/api/conversations", json={}, headers=alice)).json()["id"]
     await client.post(f"/api/conversations/{cid}/messages", json={"content": "very private words"}, headers=alice)
     out = capsys.readouterr().out
-    assert '"level": "debug"' in out
+    assert any(json.loads(line)["level"] == "debug" for line in out.splitlines() if line.strip())
     assert "private words" not in out and "Hi there" not in out
 
 
@@ -96,4 +96,4 @@ async def test_upstream_error_text_is_not_logged(capsys, client, alice, upstream
     assert "SECRET-QUESTION" in response.text  # the user is told
     out = capsys.readouterr().out
     assert "SECRET-QUESTION" not in out
-    assert '"kind": "error_event"' in out
+    assert any(json.loads(line).get("kind") == "error_event" for line in out.splitlines() if line.strip())

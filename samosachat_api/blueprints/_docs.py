@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import orjson
 from pydantic import BaseModel
 from sanic import Request
 from sanic.response import HTTPResponse
@@ -103,6 +104,9 @@ def _content(body: Any) -> Any:
     return {"application/json": {"schema": Component(body)}}
 
 
-def render(out: BaseModel, status: int = 200) -> HTTPResponse:
-    """A response model as the JSON body: the same schema the description shows."""
-    return HTTPResponse(out.model_dump_json(), status=status, content_type="application/json")
+def render(out: BaseModel | dict[str, Any], status: int = 200) -> HTTPResponse:
+    """A response model as the JSON body: the same schema the description shows. The hot reads
+    pass rows (plain dicts) instead, in the shape of their model; orjson writes them (asyncpg's own
+    UUID type through `str`)."""
+    body = out.model_dump_json() if isinstance(out, BaseModel) else orjson.dumps(out, default=str)
+    return HTTPResponse(body, status=status, content_type="application/json")

@@ -31,7 +31,7 @@ bp = Blueprint("conversations", url_prefix="/conversations")
 async def list_conversations(request: Request, user: AuthenticatedUser, query: ListQuery) -> HTTPResponse:
     page = await conversations.list_page(user.id, query.limit, query.offset)
     grouped = conversations.group_by_day(page)
-    return render(ConversationPageOut(items=page, grouped=grouped, limit=query.limit, offset=query.offset))
+    return render({"items": page, "grouped": grouped, "limit": query.limit, "offset": query.offset})
 
 
 @bp.post("")
@@ -48,7 +48,7 @@ async def create_conversation(request: Request, body: CreateConversation, user: 
 )
 async def get_conversation(request: Request, conversation_id: UUID, conversation: Conversation, answers: Answers) -> HTTPResponse:
     history = await conversations.messages_of(conversation, running=await answers.running(conversation.id))
-    return render(ConversationDetailOut(**dict(ConversationOut.model_validate(conversation)), messages=history))
+    return render({**ConversationOut.model_validate(conversation).model_dump(), "messages": history})
 
 
 @bp.put("/<conversation_id:uuid>")

@@ -14,16 +14,27 @@ from ..errors import ConversationNotFound
 from ..models import DEFAULT_MODEL_TAG, DEFAULT_TITLE, Conversation, Message, Role
 
 
-async def list_page(user_id: UUID, limit: int, offset: int) -> list[Conversation]:
+# The hot reads return rows (dicts of the columns shown) rather than model objects: building
+# the objects cost more than the query itself (bench/README.md).
+CONVERSATION_COLUMNS = ("id", "user_id", "title", "model_tag", "is_favorited", "created_at", "updated_at")
+MESSAGE_COLUMNS = (
+    "id", "conversation_id", "role", "content", "token_count", "model_tag", "inference_time_ms",
+    "time_to_first_token_ms", "status", "created_at",
+)
+# Columns the old service left nullable are shown as 0 / "" rather than null.
+SHOWN_FOR_NULL = {"token_count": 0, "model_tag": "", "inference_time_ms": 0, "time_to_first_token_ms": 0}
+
+
+async def list_page(user_id: UUID, limit: int, offset: int) -> list[dict[str, Any]]:
     query = Conversation.owned_by(user_id).order_by("-updated_at", "-id")
-    return await query.offset(offset).limit(limit)
+    return await query.offset(offset).limit(limit).values(*CONVERSATION_COLUMNS)
 
 
-def group_by_day(conversations: list[Conversation]) -> dict[str, list[Conversation]]:
+def group_by_day(conversations: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Conversations keyed by the UTC date of their last activity, keeping their order."""
-    groups: dict[str, list[Conversation]] = defaultdict(list)
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for conversation in conversations:
-        groups[conversation.updated_at.astimezone(timezone.utc).date().isoformat()].append(conversation)
+        groups[conversation["updated_at"].astimezone(timezone.utc).date().isoformat()].append(conversation)
     return dict(groups)
 
 
@@ -40,10 +51,15 @@ async def get(user_id: UUID, conversation_id: UUID) -> Conversation:
     return conversation
 
 
-async def messages_of(conversation: Conversation, running: RunningAnswer | None = None) -> list[Message | dict[str, Any]]:
-    """The messages, oldest first, then the answer being generated (unless it was stored meanwhile)."""
-    history: list = await Message.in_conversation_of(conversation.user_id, conversation.id).order_by("created_at")
-    if running is not None and all(message.id != running.message_id for message in history):
+async def messages_of(conversation: Conversation, running: RunningAnswer | None = None) -> list[dict[str, Any]]:
+    """The messages as rows, oldest first, then the answer being generated (unless it was stored meanwhile)."""
+    query = Message.in_conversation_of(conversation.user_id, conversation.id).order_by("created_at")
+    history = await query.values(*MESSAGE_COLUMNS)
+    for message in history:
+        for column, shown in SHOWN_FOR_NULL.items():
+            if message[column] is None:
+                message[column] = shown
+    if running is not None and all(message["id"] != running.message_id for message in history):
         history.append(_generating_message(conversation, running))
     return history
 
@@ -56,7 +72,10 @@ def _generating_message(conversation: Conversation, running: RunningAnswer) -> d
         "conversation_id": conversation.id,
         "role": Role.ASSISTANT.value,
         "content": running.content,
+        "token_count": 0,
         "model_tag": conversation.model_tag,
+        "inference_time_ms": 0,
+        "time_to_first_token_ms": 0,
         "status": "generating",
         "created_at": now(),
     }
