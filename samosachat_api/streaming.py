@@ -95,8 +95,8 @@ class Answering:
         self, request: Request, conversation: Conversation, question: SendMessage, idempotency_key: str | None = None
     ) -> None:
         async def prepare() -> AnswerJob:
-            await messages.add_user_message(conversation, question.content, idempotency_key)
-            history = await messages.recent(conversation, self.settings.max_conversation_history)
+            limit = self.settings.max_conversation_history
+            history = await messages.add_user_message(conversation, question.content, limit, idempotency_key)
             return AnswerJob.build(conversation, history, question, self.settings)
 
         await self._answer(request, conversation, prepare)

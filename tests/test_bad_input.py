@@ -141,5 +141,5 @@ async def test_conversation_deleted_before_the_question_is_stored_is_404(client,
     conversation = await Conversation.create(user_id=uuid.uuid4())
     await db.execute("DELETE FROM conversations")
     with pytest.raises(ConversationNotFound):
-        await messages.add_user_message(conversation, "q")
+        await messages.add_user_message(conversation, "q", 10)
     assert await db.fetchval("SELECT count(*) FROM messages") == 0

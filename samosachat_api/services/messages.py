@@ -52,27 +52,30 @@ def with_system_prompt(history: list[dict[str, str]], prompt: str) -> list[dict[
     return history
 
 
-async def add_user_message(conversation: Conversation, content: str, idempotency_key: str | None = None) -> Message:
-    """Store the question and bump updated_at, in one transaction; the first question titles the
-    conversation unless it was renamed (a title given at creation is only a placeholder).
+async def add_user_message(
+    conversation: Conversation, content: str, history_limit: int, idempotency_key: str | None = None
+) -> list[Message]:
+    """Store the question and bump updated_at, in one transaction; returns the newest
+    `history_limit` messages, oldest first, ending with the question. The first question titles
+    the conversation unless it was renamed (a title given at creation is only a placeholder).
 
     A question sent again with the same idempotency key is not stored again: it is answered if it
     has no answer yet (the first try failed before its answer started), else refused."""
-    if idempotency_key and (stored := await _question_with_key(conversation, idempotency_key)) is not None:
-        return stored
+    if idempotency_key and await _question_with_key(conversation, idempotency_key) is not None:
+        return await recent(conversation, history_limit)
     try:
         async with in_transaction():
-            first = not await Message.filter(conversation_id=conversation.id).exists()
+            earlier = await recent(conversation, history_limit)
             message = await Message.create(
                 conversation_id=conversation.id, role=Role.USER, content=content, idempotency_key=idempotency_key
             )
             changes: dict = {"updated_at": now()}
-            if first:  # decided in the UPDATE, so that a rename made meanwhile in another tab wins
+            if not earlier:  # decided in the UPDATE, so that a rename made meanwhile in another tab wins
                 changes["title"] = Case(When(title_set_by_user=False, then=Value(title_from(content))), default=F("title"))
             await Conversation.owned_by(conversation.user_id).filter(id=conversation.id).update(**changes)
     except IntegrityError:  # deleted since it was read
         raise ConversationNotFound() from None
-    return message
+    return [*earlier, message][-history_limit:]
 
 
 async def _question_with_key(conversation: Conversation, key: str) -> Message | None:
