@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import httpx
 import structlog
 
@@ -18,12 +20,37 @@ async def _forward_trace_id(request: httpx.Request) -> None:
         request.headers["X-Trace-Id"] = trace_id
 
 
+POOLS = 16
+KEPT_ALIVE_PER_POOL = 8
+
+
+class PoolsTransport(httpx.AsyncBaseTransport):
+    """Requests spread over several connection pools in turn.
+
+    httpcore looks at every connection of a pool at each request's start and end, and at every
+    idle one once per idle connection (encode/httpcore#1035): with hundreds of token streams
+    open, one pool cost more CPU than relaying the tokens (bench/README.md).
+    """
+
+    def __init__(self, pools: int, limits: httpx.Limits) -> None:
+        self._transports = [httpx.AsyncHTTPTransport(limits=limits) for _ in range(pools)]
+        self._turns = itertools.cycle(self._transports)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await next(self._turns).handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for transport in self._transports:
+            await transport.aclose()
+
+
 def new_http_client(base_url: str, internal_api_key: str) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=KEPT_ALIVE_PER_POOL)
     return httpx.AsyncClient(
         base_url=base_url,
         headers={"X-Internal-API-Key": internal_api_key},
         timeout=TIMEOUT,
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+        transport=PoolsTransport(POOLS, limits),
         event_hooks={"request": [_forward_trace_id]},
     )
 
