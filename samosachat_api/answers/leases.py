@@ -10,8 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from uuid import UUID
 
-from tortoise.expressions import Q, Subquery
-from tortoise.functions import Count
+from tortoise.expressions import Q
 from tortoise.timezone import now
 
 from ..models import Conversation
@@ -25,21 +24,9 @@ def _free_for(process: str) -> Q:
     )
 
 
-def _over_cap(user_id: UUID, max_per_user: int) -> Subquery:
-    """The user's id if `max_per_user` of their conversations hold a lease, else nothing."""
-    running = Conversation.owned_by(user_id).filter(answer_lease_until__gte=now())
-    return Subquery(
-        running.annotate(running=Count("id")).group_by("user_id").filter(running__gte=max_per_user).values("user_id")
-    )
-
-
-async def claim(
-    conversation_id: UUID, user_id: UUID, max_per_user: int, process: str, owner: str, seconds: float
-) -> bool:
-    """Take the conversation's lease for `owner`, in one statement; False if another process holds
-    it or the user has `max_per_user` answers running (running_for_user tells which)."""
-    claimable = Q(id=conversation_id) & _free_for(process) & ~Q(user_id__in=_over_cap(user_id, max_per_user))
-    claimed = await Conversation.filter(claimable).update(
+async def claim(conversation_id: UUID, process: str, owner: str, seconds: float) -> bool:
+    """Take the conversation's lease for `owner`; False if another process holds it."""
+    claimed = await Conversation.filter(Q(id=conversation_id) & _free_for(process)).update(
         answer_lease_owner=owner, answer_lease_until=now() + timedelta(seconds=seconds)
     )
     return claimed == 1
