@@ -10,6 +10,7 @@ from uuid import UUID
 from tortoise.timezone import now
 
 from ..answers import RunningAnswer
+from . import _sql
 from ..errors import ConversationNotFound
 from ..models import DEFAULT_MODEL_TAG, DEFAULT_TITLE, Conversation, Message, Role
 
@@ -45,10 +46,12 @@ async def create(user_id: UUID, title: str | None, model_tag: str | None) -> Con
 
 
 async def get(user_id: UUID, conversation_id: UUID) -> Conversation:
-    conversation = await Conversation.owned_by(user_id).get_or_none(id=conversation_id)
-    if conversation is None:
+    rows = await _sql.fetch(
+        f"SELECT * FROM {Conversation._meta.db_table} WHERE id = $1 AND user_id = $2", str(conversation_id), str(user_id)
+    )
+    if not rows:
         raise ConversationNotFound()
-    return conversation
+    return Conversation._init_from_db(**rows[0])  # as Tortoise builds a model from a row it read
 
 
 async def messages_of(conversation: Conversation, running: RunningAnswer | None = None) -> list[dict[str, Any]]:
