@@ -7,6 +7,7 @@ import structlog
 
 from .. import metrics
 from ..errors import UpstreamError
+from ._network import AsyncioTransport
 
 log = structlog.get_logger(__name__)
 
@@ -33,7 +34,7 @@ class PoolsTransport(httpx.AsyncBaseTransport):
     """
 
     def __init__(self, pools: int, limits: httpx.Limits) -> None:
-        self._transports = [httpx.AsyncHTTPTransport(limits=limits) for _ in range(pools)]
+        self._transports = [AsyncioTransport(limits) for _ in range(pools)]
         self._turns = itertools.cycle(self._transports)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

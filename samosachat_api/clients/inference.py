@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import orjson
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -132,7 +132,7 @@ def _decode(raw: bytes) -> str:
 
 def _parse_event(data: str) -> dict:
     try:
-        event = json.loads(data)
+        event = orjson.loads(data)
     except ValueError:
         event = None
     if not isinstance(event, dict):
