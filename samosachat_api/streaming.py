@@ -198,7 +198,7 @@ async def _store(job: AnswerJob, received: _Received, elapsed_ms: int) -> None:
     )
 
 
-async def _store_with_retries(answer: messages.StoredAnswer) -> Message | None:
+async def _store_with_retries(answer: messages.StoredAnswer) -> bool:
     """Store the answer, trying again while the database is briefly away (a restart, a full pool)."""
     for pause in (*STORE_RETRY_PAUSES, None):
         try:

@@ -10,31 +10,35 @@ from __future__ import annotations
 from datetime import timedelta
 from uuid import UUID
 
-from tortoise.expressions import Q
 from tortoise.timezone import now
 
+from .. import sql
 from ..models import Conversation
 
 
-def _free_for(process: str) -> Q:
-    return (
-        Q(answer_lease_until__isnull=True)
-        | Q(answer_lease_until__lt=now())
-        | Q(answer_lease_owner__startswith=f"{process}:")
-    )
+# The statements of every answer are written in SQL (see samosachat_api/sql.py); `renew`, once
+# every few seconds, stays with Tortoise.
+CLAIM = """
+UPDATE conversations SET answer_lease_owner = $1, answer_lease_until = $2
+WHERE id = $3 AND (answer_lease_until IS NULL OR answer_lease_until < $4 OR answer_lease_owner LIKE $5)
+"""
+RUNNING_FOR_USER = "SELECT COUNT(*) AS running FROM conversations WHERE user_id = $1 AND answer_lease_until >= $2"
+RELEASE = """
+UPDATE conversations SET answer_lease_owner = NULL, answer_lease_until = NULL WHERE id = $1 AND answer_lease_owner = $2
+"""
 
 
 async def claim(conversation_id: UUID, process: str, owner: str, seconds: float) -> bool:
     """Take the conversation's lease for `owner`; False if another process holds it."""
-    claimed = await Conversation.filter(Q(id=conversation_id) & _free_for(process)).update(
-        answer_lease_owner=owner, answer_lease_until=now() + timedelta(seconds=seconds)
-    )
-    return claimed == 1
+    at = now()
+    until = at + timedelta(seconds=seconds)
+    return await sql.execute(CLAIM, owner, until, conversation_id, at, f"{process}:%") == 1
 
 
 async def running_for_user(user_id: UUID) -> int:
     """Conversations of the user whose answer lease is held."""
-    return await Conversation.owned_by(user_id).filter(answer_lease_until__gte=now()).count()
+    rows = await sql.fetch(RUNNING_FOR_USER, user_id, now())
+    return rows[0]["running"]
 
 
 async def renew(process: str, seconds: float) -> None:
@@ -45,6 +49,4 @@ async def renew(process: str, seconds: float) -> None:
 
 
 async def release(conversation_id: UUID, owner: str) -> None:
-    await Conversation.filter(id=conversation_id, answer_lease_owner=owner).update(
-        answer_lease_owner=None, answer_lease_until=None
-    )
+    await sql.execute(RELEASE, conversation_id, owner)

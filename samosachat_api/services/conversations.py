@@ -10,7 +10,7 @@ from uuid import UUID
 from tortoise.timezone import now
 
 from ..answers import RunningAnswer
-from . import _sql
+from .. import sql
 from ..errors import ConversationNotFound
 from ..models import DEFAULT_MODEL_TAG, DEFAULT_TITLE, Conversation, Message, Role
 
@@ -46,7 +46,7 @@ async def create(user_id: UUID, title: str | None, model_tag: str | None) -> Con
 
 
 async def get(user_id: UUID, conversation_id: UUID) -> Conversation:
-    rows = await _sql.fetch(
+    rows = await sql.fetch(
         f"SELECT * FROM {Conversation._meta.db_table} WHERE id = $1 AND user_id = $2", str(conversation_id), str(user_id)
     )
     if not rows:

@@ -4,17 +4,38 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from uuid import UUID
+from uuid import UUID, uuid4
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import Case, F, Value, When
 from tortoise.timezone import now
 from tortoise.transactions import in_transaction
 
+from .. import sql
 from ..errors import AlreadyAnswered, ConversationNotFound, NothingToAnswer
 from ..models import DEFAULT_TITLE, Conversation, Message, MessageStatus, Role
 
 TITLE_LENGTH = 80
+
+# The statements of every question and answer are written in SQL (see samosachat_api/sql.py).
+RECENT = """
+SELECT messages.* FROM messages JOIN conversations ON conversations.id = messages.conversation_id
+WHERE messages.conversation_id = $1 AND conversations.user_id = $2 ORDER BY messages.created_at DESC LIMIT $3
+"""
+INSERT_QUESTION = """
+INSERT INTO messages (id, conversation_id, role, content, status, idempotency_key, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+"""
+INSERT_ANSWER = """
+INSERT INTO messages (id, conversation_id, role, content, status, token_count, inference_time_ms,
+                      time_to_first_token_ms, model_tag, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+"""
+TOUCH = "UPDATE conversations SET updated_at = $1 WHERE id = $2 AND user_id = $3"
+TOUCH_AND_TITLE = """
+UPDATE conversations SET updated_at = $1, title = CASE WHEN title_set_by_user THEN title ELSE $4 END
+WHERE id = $2 AND user_id = $3
+"""
 
 
 def history_for_model(messages: list[Message], max_characters: int) -> list[dict[str, str]]:
@@ -63,19 +84,24 @@ async def add_user_message(
     has no answer yet (the first try failed before its answer started), else refused."""
     if idempotency_key and await _question_with_key(conversation, idempotency_key) is not None:
         return await recent(conversation, history_limit)
+    question = Message(id=uuid4(), conversation_id=conversation.id, role=Role.USER, content=content, created_at=now())
     try:
-        async with in_transaction():
-            earlier = await recent(conversation, history_limit)
-            message = await Message.create(
-                conversation_id=conversation.id, role=Role.USER, content=content, idempotency_key=idempotency_key
+        async with in_transaction() as connection:
+            earlier = await recent(conversation, history_limit, connection)
+            await sql.execute(
+                INSERT_QUESTION, question.id, conversation.id, Role.USER.value, content,
+                MessageStatus.COMPLETE.value, idempotency_key, question.created_at, connection=connection,
             )
-            changes: dict = {"updated_at": now()}
-            if not earlier:  # decided in the UPDATE, so that a rename made meanwhile in another tab wins
-                changes["title"] = Case(When(title_set_by_user=False, then=Value(title_from(content))), default=F("title"))
-            await Conversation.owned_by(conversation.user_id).filter(id=conversation.id).update(**changes)
+            if earlier:
+                await sql.execute(TOUCH, question.created_at, conversation.id, conversation.user_id, connection=connection)
+            else:  # the title is decided in the UPDATE, so that a rename made meanwhile in another tab wins
+                await sql.execute(
+                    TOUCH_AND_TITLE, question.created_at, conversation.id, conversation.user_id, title_from(content),
+                    connection=connection,
+                )
     except IntegrityError:  # deleted since it was read
         raise ConversationNotFound() from None
-    return [*earlier, message][-history_limit:]
+    return [*earlier, question][-history_limit:]
 
 
 async def _question_with_key(conversation: Conversation, key: str) -> Message | None:
@@ -86,10 +112,10 @@ async def _question_with_key(conversation: Conversation, key: str) -> Message | 
     return stored
 
 
-async def recent(conversation: Conversation, limit: int) -> list[Message]:
+async def recent(conversation: Conversation, limit: int, connection: BaseDBAsyncClient | None = None) -> list[Message]:
     """The newest `limit` messages, oldest first."""
-    newest_first = await Message.in_conversation_of(conversation.user_id, conversation.id).order_by("-created_at").limit(limit)
-    return newest_first[::-1]
+    rows = await sql.fetch(RECENT, conversation.id, conversation.user_id, limit, connection=connection)
+    return [Message._init_from_db(**row) for row in reversed(rows)]  # as Tortoise builds a model from a row
 
 
 async def history_for_regenerate(conversation: Conversation, limit: int) -> tuple[list[Message], UUID | None]:
@@ -119,26 +145,21 @@ class StoredAnswer:
     replaces: UUID | None = None
 
 
-async def store_answer(answer: StoredAnswer) -> Message | None:
-    """Store an assistant answer (and drop the one it replaces, atomically); None if the
+async def store_answer(answer: StoredAnswer) -> bool:
+    """Store an assistant answer (and drop the one it replaces, atomically); False if the
     conversation is gone or the answer was stored already (by a process salvaging it)."""
     owner, conversation_id = answer.user_id, answer.conversation_id
     try:
-        async with in_transaction() if answer.replaces else contextlib.nullcontext():
-            message = await Message.create(
-                id=answer.id,
-                status=answer.status,
-                conversation_id=conversation_id,
-                role=Role.ASSISTANT,
-                content=answer.content,
-                token_count=answer.token_count,
-                inference_time_ms=answer.inference_time_ms,
-                time_to_first_token_ms=answer.time_to_first_token_ms,
-                model_tag=answer.model_tag,
+        async with in_transaction() if answer.replaces else contextlib.nullcontext() as connection:
+            stored_at = now()
+            await sql.execute(
+                INSERT_ANSWER, answer.id, conversation_id, Role.ASSISTANT.value, answer.content, answer.status.value,
+                answer.token_count, answer.inference_time_ms, answer.time_to_first_token_ms, answer.model_tag, stored_at,
+                connection=connection,
             )
             if answer.replaces is not None:
                 await Message.in_conversation_of(owner, conversation_id).filter(id=answer.replaces).delete()
-            await Conversation.owned_by(owner).filter(id=conversation_id).update(updated_at=now())
+            await sql.execute(TOUCH, stored_at, conversation_id, owner, connection=connection)
     except IntegrityError:  # the caller logs it
-        return None
-    return message
+        return False
+    return True

@@ -1,0 +1,38 @@
+"""Hand-written SQL for the statements of every question and answer: building a statement
+through Tortoise (pypika) cost two to three times running it (bench/README.md).
+
+Written with PostgreSQL's `$1` placeholders, which SQLite reads as numbered parameters `?1`.
+UUIDs are passed as text, which both accept; SQLite gets datetimes as text in the form Tortoise
+stores them in (`str(datetime)`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from tortoise import connections
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+def _prepared(sql: str, values: tuple, connection: BaseDBAsyncClient) -> tuple[str, list]:
+    if connection.capabilities.dialect != "sqlite":
+        return sql, [str(v) if isinstance(v, UUID) else v for v in values]
+    return _PLACEHOLDER.sub(r"?\1", sql), [str(v) if isinstance(v, UUID | datetime) else v for v in values]
+
+
+async def fetch(sql: str, *values: Any, connection: BaseDBAsyncClient | None = None) -> list[dict[str, Any]]:
+    """The rows a query returns, as dicts; in the transaction `connection` if one is given."""
+    connection = connection or connections.get("default")
+    return await connection.execute_query_dict(*_prepared(sql, values, connection))
+
+
+async def execute(sql: str, *values: Any, connection: BaseDBAsyncClient | None = None) -> int:
+    """Run a statement; returns the number of rows it changed."""
+    connection = connection or connections.get("default")
+    changed, _ = await connection.execute_query(*_prepared(sql, values, connection))
+    return changed
