@@ -21,7 +21,8 @@ from bench.processes import HOST, ROOT
 from bench.report import Row, ms, per_core, percentile, us, verdict
 from bench.scenarios.common import Bench, ask, bearer, create_conversations, new_token
 
-LIST_RPS_MIN = 1500  # GET /api/conversations, on a 2-core machine with one worker
+READ_RPS_MIN = 2500  # GET /api/conversations and /{id}, on a 2-core machine with one worker
+READ_SHARE_OF_HEALTH_MIN = 0.25  # the same, as a share of GET /api/health in the same run
 
 
 async def wrk(url: str, seconds: float, connections: int, token: str | None) -> dict:
@@ -146,9 +147,8 @@ async def run(b: Bench) -> None:
     for key, label, *_ in targets[1:]:
         f = figures[key]
         share = f"{f['rps'] / health['rps']:.0%} of health" if health["rps"] else ""
-        target, ok = ("", None)
-        if key == "list":
-            target, ok = f"≥ {LIST_RPS_MIN:,} req/s", f["rps"] >= LIST_RPS_MIN
+        target = f"≥ {READ_RPS_MIN:,} req/s, ≥ {READ_SHARE_OF_HEALTH_MIN:.0%}"
+        ok = f["rps"] >= READ_RPS_MIN and health["rps"] and f["rps"] / health["rps"] >= READ_SHARE_OF_HEALTH_MIN
         rows.append(Row(f"{label} req/s", f"{f['rps']:,.0f}", share, target, verdict(ok)))
         rows.append(Row(f"{label} p99", ms(f["p99"]), f"{ms(health['p99'])} health"))
         rows.append(Row(f"{label} server CPU per request", us(f["cpu_per_request"]),
