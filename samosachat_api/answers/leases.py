@@ -21,6 +21,7 @@ from ..models import Conversation
 CLAIM = """
 UPDATE conversations SET answer_lease_owner = $1, answer_lease_until = $2
 WHERE id = $3 AND (answer_lease_until IS NULL OR answer_lease_until < $4 OR answer_lease_owner LIKE $5)
+  AND (SELECT COUNT(*) FROM conversations WHERE user_id = $6 AND answer_lease_until >= $4) < $7
 """
 RUNNING_FOR_USER = "SELECT COUNT(*) AS running FROM conversations WHERE user_id = $1 AND answer_lease_until >= $2"
 RELEASE = """
@@ -28,11 +29,12 @@ UPDATE conversations SET answer_lease_owner = NULL, answer_lease_until = NULL WH
 """
 
 
-async def claim(conversation_id: UUID, process: str, owner: str, seconds: float) -> bool:
-    """Take the conversation's lease for `owner`; False if another process holds it."""
+async def claim(conversation_id: UUID, user_id: UUID, max_per_user: int, process: str, owner: str, seconds: float) -> bool:
+    """Take the conversation's lease for `owner`; False if another process holds it or the user
+    already has `max_per_user` answers running (running_for_user tells which)."""
     at = now()
     until = at + timedelta(seconds=seconds)
-    return await sql.execute(CLAIM, owner, until, conversation_id, at, f"{process}:%") == 1
+    return await sql.execute(CLAIM, owner, until, conversation_id, at, f"{process}:%", user_id, max_per_user) == 1
 
 
 async def running_for_user(user_id: UUID) -> int:

@@ -40,9 +40,12 @@ class LocalAnswers(Answers):
     async def _claim(self, answer: Answer) -> None:
         owner = self._owners[answer.conversation_id]
         try:
-            if await leases.running_for_user(answer.user_id) >= self._max_per_user:
-                raise TooManyAnswers()
-            if not await leases.claim(answer.conversation_id, self._process, owner, self._lease_seconds):
+            claimed = await leases.claim(
+                answer.conversation_id, answer.user_id, self._max_per_user, self._process, owner, self._lease_seconds
+            )
+            if not claimed:  # which of the two reasons
+                if await leases.running_for_user(answer.user_id) >= self._max_per_user:
+                    raise TooManyAnswers()
                 raise AnswerInProgress()
         except BaseException:
             self._owners.pop(answer.conversation_id, None)

@@ -6,7 +6,6 @@ import contextlib
 from dataclasses import dataclass
 from uuid import UUID, uuid4
 
-from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.timezone import now
 from tortoise.transactions import in_transaction
@@ -76,30 +75,28 @@ def with_system_prompt(history: list[dict[str, str]], prompt: str) -> list[dict[
 async def add_user_message(
     conversation: Conversation, content: str, history_limit: int, idempotency_key: str | None = None
 ) -> list[Message]:
-    """Store the question and bump updated_at, in one transaction; returns the newest
-    `history_limit` messages, oldest first, ending with the question. The first question titles
-    the conversation unless it was renamed (a title given at creation is only a placeholder).
+    """Store the question and bump updated_at; returns the newest `history_limit` messages,
+    oldest first, ending with the question. The first question titles the conversation unless it
+    was renamed (a title given at creation is only a placeholder).
 
     A question sent again with the same idempotency key is not stored again: it is answered if it
     has no answer yet (the first try failed before its answer started), else refused."""
     if idempotency_key and await _question_with_key(conversation, idempotency_key) is not None:
         return await recent(conversation, history_limit)
     question = Message(id=uuid4(), conversation_id=conversation.id, role=Role.USER, content=content, created_at=now())
+    earlier = await recent(conversation, history_limit)
+    # The conversation, then the question, without a transaction (two round trips fewer): should
+    # the INSERT fail, the conversation was only touched, and titled by the question a retry sends.
+    # The title is decided in the UPDATE, so that a rename made meanwhile in another tab wins.
+    touch = (TOUCH_AND_TITLE, title_from(content)) if not earlier else (TOUCH,)
+    if not await sql.execute(touch[0], question.created_at, conversation.id, conversation.user_id, *touch[1:]):
+        raise ConversationNotFound()  # deleted since it was read
     try:
-        async with in_transaction() as connection:
-            earlier = await recent(conversation, history_limit, connection)
-            await sql.execute(
-                INSERT_QUESTION, question.id, conversation.id, Role.USER.value, content,
-                MessageStatus.COMPLETE.value, idempotency_key, question.created_at, connection=connection,
-            )
-            if earlier:
-                await sql.execute(TOUCH, question.created_at, conversation.id, conversation.user_id, connection=connection)
-            else:  # the title is decided in the UPDATE, so that a rename made meanwhile in another tab wins
-                await sql.execute(
-                    TOUCH_AND_TITLE, question.created_at, conversation.id, conversation.user_id, title_from(content),
-                    connection=connection,
-                )
-    except IntegrityError:  # deleted since it was read
+        await sql.execute(
+            INSERT_QUESTION, question.id, conversation.id, Role.USER.value, content,
+            MessageStatus.COMPLETE.value, idempotency_key, question.created_at,
+        )
+    except IntegrityError:  # deleted meanwhile
         raise ConversationNotFound() from None
     return [*earlier, question][-history_limit:]
 
@@ -112,9 +109,9 @@ async def _question_with_key(conversation: Conversation, key: str) -> Message | 
     return stored
 
 
-async def recent(conversation: Conversation, limit: int, connection: BaseDBAsyncClient | None = None) -> list[Message]:
+async def recent(conversation: Conversation, limit: int) -> list[Message]:
     """The newest `limit` messages, oldest first."""
-    rows = await sql.fetch(RECENT, conversation.id, conversation.user_id, limit, connection=connection)
+    rows = await sql.fetch(RECENT, conversation.id, conversation.user_id, limit)
     return [Message._init_from_db(**row) for row in reversed(rows)]  # as Tortoise builds a model from a row
 
 
