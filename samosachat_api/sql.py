@@ -1,5 +1,5 @@
-"""Hand-written SQL for the statements of every question and answer: building a statement
-through Tortoise (pypika) cost two to three times running it (bench/README.md).
+"""Hand-written SQL for the hot reads and the statements of every question and answer: building
+a statement through Tortoise (pypika) cost two to three times running it (bench/README.md).
 
 Written with PostgreSQL's `$1` placeholders, which SQLite reads as numbered parameters `?1`.
 UUIDs are passed as text, which both accept; SQLite gets datetimes as text in the form Tortoise
@@ -15,6 +15,7 @@ from uuid import UUID
 
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.models import Model
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
@@ -25,10 +26,15 @@ def _prepared(sql: str, values: tuple, connection: BaseDBAsyncClient) -> tuple[s
     return _PLACEHOLDER.sub(r"?\1", sql), [str(v) if isinstance(v, UUID | datetime) else v for v in values]
 
 
-async def fetch(sql: str, *values: Any, connection: BaseDBAsyncClient | None = None) -> list[dict[str, Any]]:
-    """The rows a query returns, as dicts; in the transaction `connection` if one is given."""
-    connection = connection or connections.get("default")
-    return await connection.execute_query_dict(*_prepared(sql, values, connection))
+async def fetch(sql: str, *values: Any, model: type[Model] | None = None) -> list[dict[str, Any]]:
+    """The rows a query returns, as dicts. With `model`, each column holds the Python value of the
+    model's field of that name (SQLite returns datetimes as text, booleans as integers)."""
+    connection = connections.get("default")
+    rows = await connection.execute_query_dict(*_prepared(sql, values, connection))
+    if model is not None and connection.capabilities.dialect == "sqlite":
+        fields = model._meta.fields_map
+        rows = [{column: fields[column].to_python_value(value) for column, value in row.items()} for row in rows]
+    return rows
 
 
 async def execute(sql: str, *values: Any, connection: BaseDBAsyncClient | None = None) -> int:

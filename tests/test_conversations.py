@@ -155,3 +155,19 @@ async def test_cors_allows_only_the_frontend_with_credentials(client):
     assert exposed.headers["access-control-expose-headers"].lower() == "x-trace-id"
     other = await client.get("/api/health", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in other.headers
+
+
+async def test_read_routes_write_times_as_the_old_service_did(client, alice, db):
+    """"+00:00", never "Z": the list and the conversation are written from rows (orjson), the
+    other routes from the response models; both must read the same."""
+    conversation = await create(client, alice)
+    cid = conversation["id"]
+    await db.execute("UPDATE conversations SET is_favorited = true WHERE id = $1", uuid.UUID(cid))
+    await client.post(f"/api/conversations/{cid}/messages", json={"content": "q"}, headers=alice)
+    listed = (await client.get("/api/conversations", headers=alice)).json()
+    opened = (await client.get(f"/api/conversations/{cid}", headers=alice)).json()
+    times = [listed["items"][0]["updated_at"], opened["created_at"], *(m["created_at"] for m in opened["messages"])]
+    assert all(t.endswith("+00:00") for t in times) and conversation["created_at"].endswith("+00:00")
+    assert listed["items"][0]["is_favorited"] is True and opened["is_favorited"] is True
+    assert [m["role"] for m in opened["messages"]] == ["user", "assistant"]
+    assert [m["status"] for m in opened["messages"]] == ["complete", "complete"]

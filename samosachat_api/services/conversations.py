@@ -15,20 +15,26 @@ from ..errors import ConversationNotFound
 from ..models import DEFAULT_MODEL_TAG, DEFAULT_TITLE, Conversation, Message, Role
 
 
-# The hot reads return rows (dicts of the columns shown) rather than model objects: building
-# the objects cost more than the query itself (bench/README.md).
-CONVERSATION_COLUMNS = ("id", "user_id", "title", "model_tag", "is_favorited", "created_at", "updated_at")
-MESSAGE_COLUMNS = (
-    "id", "conversation_id", "role", "content", "token_count", "model_tag", "inference_time_ms",
-    "time_to_first_token_ms", "status", "created_at",
-)
+# The hot reads are written in SQL (see samosachat_api/sql.py) and return rows, dicts of the
+# columns shown, rather than model objects: building either through Tortoise cost more than the
+# query itself (bench/README.md).
+LIST_PAGE = """
+SELECT id, user_id, title, model_tag, is_favorited, created_at, updated_at FROM conversations
+WHERE user_id = $1 ORDER BY updated_at DESC, id DESC LIMIT $2 OFFSET $3
+"""
+CONVERSATION = "SELECT * FROM conversations WHERE id = $1 AND user_id = $2"
 # Columns the old service left nullable are shown as 0 / "" rather than null.
-SHOWN_FOR_NULL = {"token_count": 0, "model_tag": "", "inference_time_ms": 0, "time_to_first_token_ms": 0}
+MESSAGES = """
+SELECT messages.id, conversation_id, role, content, COALESCE(token_count, 0) AS token_count,
+       COALESCE(messages.model_tag, '') AS model_tag, COALESCE(inference_time_ms, 0) AS inference_time_ms,
+       COALESCE(time_to_first_token_ms, 0) AS time_to_first_token_ms, status, messages.created_at
+FROM messages JOIN conversations ON conversations.id = messages.conversation_id
+WHERE conversation_id = $1 AND conversations.user_id = $2 ORDER BY messages.created_at
+"""
 
 
 async def list_page(user_id: UUID, limit: int, offset: int) -> list[dict[str, Any]]:
-    query = Conversation.owned_by(user_id).order_by("-updated_at", "-id")
-    return await query.offset(offset).limit(limit).values(*CONVERSATION_COLUMNS)
+    return await sql.fetch(LIST_PAGE, user_id, limit, offset, model=Conversation)
 
 
 def group_by_day(conversations: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -46,9 +52,7 @@ async def create(user_id: UUID, title: str | None, model_tag: str | None) -> Con
 
 
 async def get(user_id: UUID, conversation_id: UUID) -> Conversation:
-    rows = await sql.fetch(
-        f"SELECT * FROM {Conversation._meta.db_table} WHERE id = $1 AND user_id = $2", str(conversation_id), str(user_id)
-    )
+    rows = await sql.fetch(CONVERSATION, conversation_id, user_id)
     if not rows:
         raise ConversationNotFound()
     return Conversation._init_from_db(**rows[0])  # as Tortoise builds a model from a row it read
@@ -56,12 +60,7 @@ async def get(user_id: UUID, conversation_id: UUID) -> Conversation:
 
 async def messages_of(conversation: Conversation, running: RunningAnswer | None = None) -> list[dict[str, Any]]:
     """The messages as rows, oldest first, then the answer being generated (unless it was stored meanwhile)."""
-    query = Message.in_conversation_of(conversation.user_id, conversation.id).order_by("created_at")
-    history = await query.values(*MESSAGE_COLUMNS)
-    for message in history:
-        for column, shown in SHOWN_FOR_NULL.items():
-            if message[column] is None:
-                message[column] = shown
+    history = await sql.fetch(MESSAGES, conversation.id, conversation.user_id, model=Message)
     if running is not None and all(message["id"] != running.message_id for message in history):
         history.append(_generating_message(conversation, running))
     return history
