@@ -33,9 +33,9 @@ class PoolsTransport(httpx.AsyncBaseTransport):
     open, one pool cost more CPU than relaying the tokens (bench/README.md).
     """
 
-    def __init__(self, pools: int, limits: httpx.Limits) -> None:
-        self._transports = [AsyncioTransport(limits) for _ in range(pools)]
-        self._turns = itertools.cycle(self._transports)
+    def __init__(self, transports: list[httpx.AsyncBaseTransport]) -> None:
+        self._transports = transports
+        self._turns = itertools.cycle(transports)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         return await next(self._turns).handle_async_request(request)
@@ -51,7 +51,7 @@ def new_http_client(base_url: str, internal_api_key: str) -> httpx.AsyncClient:
         base_url=base_url,
         headers={"X-Internal-API-Key": internal_api_key},
         timeout=TIMEOUT,
-        transport=PoolsTransport(POOLS, limits),
+        transport=PoolsTransport([AsyncioTransport(limits) for _ in range(POOLS)]),
         event_hooks={"request": [_forward_trace_id]},
     )
 

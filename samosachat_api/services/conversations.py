@@ -9,8 +9,8 @@ from uuid import UUID
 
 from tortoise.timezone import now
 
-from ..answers import RunningAnswer
 from .. import sql
+from ..answers import RunningAnswer
 from ..errors import ConversationNotFound
 from ..models import DEFAULT_MODEL_TAG, DEFAULT_TITLE, Conversation, Message, Role
 

@@ -88,13 +88,17 @@ async def add_user_message(
     # The conversation, then the question, without a transaction (two round trips fewer): should
     # the INSERT fail, the conversation was only touched, and titled by the question a retry sends.
     # The title is decided in the UPDATE, so that a rename made meanwhile in another tab wins.
-    touch = (TOUCH_AND_TITLE, title_from(content)) if not earlier else (TOUCH,)
-    if not await sql.execute(touch[0], question.created_at, conversation.id, conversation.user_id, *touch[1:]):
+    at, conversation_id, owner = question.created_at, conversation.id, conversation.user_id
+    if earlier:
+        touched = await sql.execute(TOUCH, at, conversation_id, owner)
+    else:
+        touched = await sql.execute(TOUCH_AND_TITLE, at, conversation_id, owner, title_from(content))
+    if not touched:
         raise ConversationNotFound()  # deleted since it was read
     try:
         await sql.execute(
-            INSERT_QUESTION, question.id, conversation.id, Role.USER.value, content,
-            MessageStatus.COMPLETE.value, idempotency_key, question.created_at,
+            INSERT_QUESTION, question.id, conversation_id, Role.USER.value, content, MessageStatus.COMPLETE.value,
+            idempotency_key, at,
         )
     except IntegrityError:  # deleted meanwhile
         raise ConversationNotFound() from None
