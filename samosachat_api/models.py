@@ -46,8 +46,8 @@ class Conversation(Model):
 
     @classmethod
     def owned_by(cls, user_id: UUID) -> QuerySet[Conversation]:
-        """The way the service reads conversations: always scoped to one user (the one read in
-        SQL, services.conversations.get, has the same condition)."""
+        """Conversations as the service reads them: always scoped to one user (the statements
+        written in SQL carry the same condition)."""
         return cls.filter(user_id=user_id)
 
 

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import orjson
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 
 from ..errors import UpstreamError, UpstreamUnavailable
 from ._http import upstream_failure
