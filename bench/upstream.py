@@ -20,19 +20,17 @@ import httpx
 import uvloop
 
 from samosachat_api.clients import InferenceClient
-from samosachat_api.clients._http import KEPT_ALIVE_PER_POOL, POOLS, TIMEOUT, PoolsTransport
-from samosachat_api.clients._network import AsyncioTransport
+from samosachat_api.clients._http import POOL_LIMITS, POOLS, TIMEOUT, PoolsTransport, upstream_transport
 
 from .processes import free_port
 
 KEY = "bench-key"
-LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=KEPT_ALIVE_PER_POOL)
 VARIANTS = {
     "httpx default: one pool, anyio": lambda: httpx.AsyncHTTPTransport(
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=100)
     ),
-    f"{POOLS} pools, anyio": lambda: PoolsTransport([httpx.AsyncHTTPTransport(limits=LIMITS) for _ in range(POOLS)]),
-    f"{POOLS} pools, asyncio streams (the service)": lambda: PoolsTransport([AsyncioTransport(LIMITS) for _ in range(POOLS)]),
+    f"{POOLS} pools, anyio": lambda: PoolsTransport([httpx.AsyncHTTPTransport(limits=POOL_LIMITS) for _ in range(POOLS)]),
+    f"{POOLS} pools, asyncio streams (the service)": upstream_transport,
 }
 
 

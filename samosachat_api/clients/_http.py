@@ -22,7 +22,7 @@ async def _forward_trace_id(request: httpx.Request) -> None:
 
 
 POOLS = 16
-KEPT_ALIVE_PER_POOL = 8
+POOL_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=8)
 
 
 class PoolsTransport(httpx.AsyncBaseTransport):
@@ -45,13 +45,16 @@ class PoolsTransport(httpx.AsyncBaseTransport):
             await transport.aclose()
 
 
+def upstream_transport() -> PoolsTransport:
+    return PoolsTransport([AsyncioTransport(POOL_LIMITS) for _ in range(POOLS)])
+
+
 def new_http_client(base_url: str, internal_api_key: str) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=KEPT_ALIVE_PER_POOL)
     return httpx.AsyncClient(
         base_url=base_url,
         headers={"X-Internal-API-Key": internal_api_key},
         timeout=TIMEOUT,
-        transport=PoolsTransport([AsyncioTransport(limits) for _ in range(POOLS)]),
+        transport=upstream_transport(),
         event_hooks={"request": [_forward_trace_id]},
     )
 

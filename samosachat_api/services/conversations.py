@@ -52,10 +52,10 @@ async def create(user_id: UUID, title: str | None, model_tag: str | None) -> Con
 
 
 async def get(user_id: UUID, conversation_id: UUID) -> Conversation:
-    rows = await sql.fetch(CONVERSATION, conversation_id, user_id)
-    if not rows:
+    found = await sql.fetch_objects(Conversation, CONVERSATION, conversation_id, user_id)
+    if not found:
         raise ConversationNotFound()
-    return Conversation._init_from_db(**rows[0])  # as Tortoise builds a model from a row it read
+    return found[0]
 
 
 async def messages_of(conversation: Conversation, running: RunningAnswer | None = None) -> list[dict[str, Any]]:

@@ -115,8 +115,8 @@ async def _question_with_key(conversation: Conversation, key: str) -> Message | 
 
 async def recent(conversation: Conversation, limit: int) -> list[Message]:
     """The newest `limit` messages, oldest first."""
-    rows = await sql.fetch(RECENT, conversation.id, conversation.user_id, limit)
-    return [Message._init_from_db(**row) for row in reversed(rows)]  # as Tortoise builds a model from a row
+    newest_first = await sql.fetch_objects(Message, RECENT, conversation.id, conversation.user_id, limit)
+    return newest_first[::-1]
 
 
 async def history_for_regenerate(conversation: Conversation, limit: int) -> tuple[list[Message], UUID | None]:
