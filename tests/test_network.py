@@ -4,10 +4,12 @@ elsewhere, stands in above it."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
+import trustme
 
 from samosachat_api.clients import InferenceClient, new_http_client
 from samosachat_api.clients._network import AsyncioTransport
@@ -35,7 +37,7 @@ async def server() -> AsyncIterator[Callable[[Handler], Awaitable[tuple[str, lis
     that counts the connections it accepted."""
     servers = []
 
-    async def start(handler: Handler) -> tuple[str, list[int]]:
+    async def start(handler: Handler, tls: ssl.SSLContext | None = None) -> tuple[str, list[int]]:
         accepted: list[int] = []
 
         async def counted(reader, writer):
@@ -45,9 +47,9 @@ async def server() -> AsyncIterator[Callable[[Handler], Awaitable[tuple[str, lis
             finally:
                 writer.close()
 
-        srv = await asyncio.start_server(counted, "127.0.0.1", 0)
+        srv = await asyncio.start_server(counted, "127.0.0.1", 0, ssl=tls)
         servers.append(srv)
-        return f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}", accepted
+        return f"{'https' if tls else 'http'}://127.0.0.1:{srv.sockets[0].getsockname()[1]}", accepted
 
     yield start
     for srv in servers:
@@ -132,3 +134,24 @@ async def test_a_stream_cut_off_midway_is_broken(server):
     async with httpx.AsyncClient(base_url=url, transport=AsyncioTransport(httpx.Limits())) as http:
         with pytest.raises(UpstreamError, match="broke off|ended before"):
             await tokens_of(InferenceClient(http))
+
+
+async def test_an_https_upstream_is_verified_against_the_ca_bundle_httpx_would_use(server, monkeypatch, tmp_path):
+    ca = trustme.CA()
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(tls)
+    url, _ = await server(answer_tokens, tls)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))  # an operator's private CA
+    trusting = new_http_client(url, "key")
+    monkeypatch.delenv("SSL_CERT_FILE")  # certifi's public CAs only
+    doubting = new_http_client(url, "key")
+    try:
+        assert await tokens_of(InferenceClient(trusting)) == ["Hi", " there"]
+        with pytest.raises(UpstreamUnavailable, match="unavailable") as refused:
+            await tokens_of(InferenceClient(doubting))
+        assert "CERTIFICATE_VERIFY_FAILED" in str(refused.value.__context__)
+    finally:
+        await trusting.aclose()
+        await doubting.aclose()

@@ -46,7 +46,8 @@ class PoolsTransport(httpx.AsyncBaseTransport):
 
 
 def upstream_transport() -> PoolsTransport:
-    return PoolsTransport([AsyncioTransport(POOL_LIMITS) for _ in range(POOLS)])
+    ssl_context = httpx.create_ssl_context()  # as httpx's default: SSL_CERT_FILE, else certifi
+    return PoolsTransport([AsyncioTransport(POOL_LIMITS, ssl_context) for _ in range(POOLS)])
 
 
 def new_http_client(base_url: str, internal_api_key: str) -> httpx.AsyncClient:

@@ -94,11 +94,14 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
 
 
 class AsyncioTransport(httpx.AsyncHTTPTransport):
-    """httpx's HTTP/1.1 transport over the network layer above."""
+    """httpx's HTTP/1.1 transport over the network layer above. One TLS context may serve many
+    transports: each one built from scratch reads the whole CA bundle."""
 
-    def __init__(self, limits: httpx.Limits) -> None:
-        super().__init__(limits=limits)
+    def __init__(self, limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None) -> None:
+        ssl_context = ssl_context or httpx.create_ssl_context()
+        super().__init__(verify=ssl_context, limits=limits)
         self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
