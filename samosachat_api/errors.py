@@ -89,13 +89,14 @@ class DatabaseUnavailable(SanicException):
     message = "Database unavailable"
 
 
-# What a query raises when PostgreSQL is down, restarting or unreachable.
+# What a query raises when PostgreSQL is down, restarting or unreachable, or cancels it.
 DATABASE_ERRORS = (
     OSError,  # refused, reset, unresolvable, timed out; Tortoise's DBConnectionError is one too
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,  # the server's limit: Tortoise does not wrap it
+    asyncpg.QueryCanceledError,  # statement_timeout, or an operator's pg_cancel_backend
 )
 
 

@@ -20,8 +20,12 @@ ModelT = TypeVar("ModelT", bound=Model)
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
+def on_sqlite(connection: BaseDBAsyncClient | None = None) -> bool:
+    return (connection or connections.get("default")).capabilities.dialect == "sqlite"
+
+
 def _prepared(sql: str, values: tuple, connection: BaseDBAsyncClient) -> tuple[str, list]:
-    if connection.capabilities.dialect != "sqlite":
+    if not on_sqlite(connection):
         return sql, list(values)
     return _PLACEHOLDER.sub(r"?\1", sql), [str(v) if isinstance(v, UUID | datetime) else v for v in values]
 
@@ -31,7 +35,7 @@ async def fetch(sql: str, *values: Any, model: type[Model] | None = None) -> lis
     model's field of that name (SQLite returns datetimes as text, booleans as integers)."""
     connection = connections.get("default")
     rows = await connection.execute_query_dict(*_prepared(sql, values, connection))
-    if model is not None and connection.capabilities.dialect == "sqlite":
+    if model is not None and on_sqlite(connection):
         fields = model._meta.fields_map
         rows = [{column: fields[column].to_python_value(value) for column, value in row.items()} for row in rows]
     return rows

@@ -248,6 +248,23 @@ async def test_a_retry_with_the_same_idempotency_key_stores_nothing_new(client, 
     assert other.status_code == 200 and await db.fetchval("SELECT count(*) FROM messages") == 4
 
 
+async def test_a_question_the_database_fails_to_store_leaves_its_conversation_as_it_was(client, alice, db):
+    cid = await new_conversation(client, alice, title="New chat")
+    before = await db.fetchrow("SELECT title, updated_at FROM conversations")
+    await db.execute("""
+        CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
+            $$ BEGIN RAISE EXCEPTION 'canceling statement due to statement timeout' USING ERRCODE = '57014'; END $$;
+        CREATE TRIGGER refuse BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse();
+    """)
+    try:
+        response = await client.post(f"/api/conversations/{cid}/messages", json={"content": "q"}, headers=alice)
+    finally:
+        await db.execute("DROP TRIGGER refuse ON messages; DROP FUNCTION refuse()")
+    assert (response.status_code, response.json()) == (503, {"detail": "Database unavailable"})
+    assert await db.fetchrow("SELECT title, updated_at FROM conversations") == before  # not titled "q"
+    assert await db.fetchval("SELECT count(*) FROM messages") == 0
+
+
 @pytest.mark.parametrize("key", ["", "a b", "x" * 201, "é".encode()])
 async def test_a_malformed_idempotency_key_is_400(client, alice, key, db):
     cid = await new_conversation(client, alice)

@@ -11,7 +11,7 @@ from tortoise.timezone import now
 from tortoise.transactions import in_transaction
 
 from .. import sql
-from ..errors import AlreadyAnswered, ConversationNotFound, NothingToAnswer
+from ..errors import AlreadyAnswered, AnswerInProgress, ConversationNotFound, NothingToAnswer
 from ..models import DEFAULT_TITLE, Conversation, Message, MessageStatus, Role
 
 TITLE_LENGTH = 80
@@ -31,9 +31,17 @@ INSERT INTO messages (id, conversation_id, role, content, status, token_count, i
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 """
 TOUCH = "UPDATE conversations SET updated_at = $1 WHERE id = $2 AND user_id = $3"
+# The title is decided here, so that a rename made meanwhile in another tab wins; NULL keeps it.
 TOUCH_AND_TITLE = """
-UPDATE conversations SET updated_at = $1, title = CASE WHEN title_set_by_user THEN title ELSE $4 END
+UPDATE conversations SET updated_at = $1, title = CASE WHEN title_set_by_user THEN title ELSE COALESCE($4, title) END
 WHERE id = $2 AND user_id = $3
+"""
+# Both in one statement, so that neither happens without the other (SQLite cannot UPDATE in a WITH).
+# Tortoise counts the rows a statement starting with WITH returns: hence RETURNING id.
+TOUCH_AND_INSERT_QUESTION = f"""
+WITH touched AS ({TOUCH_AND_TITLE} RETURNING id)
+INSERT INTO messages (id, conversation_id, role, content, status, idempotency_key, created_at)
+SELECT $5, id, $6, $7, $8, $9, $1 FROM touched RETURNING id
 """
 
 
@@ -85,24 +93,33 @@ async def add_user_message(
         return await recent(conversation, history_limit)
     question = Message(id=uuid4(), conversation_id=conversation.id, role=Role.USER, content=content, created_at=now())
     earlier = await recent(conversation, history_limit)
-    # The conversation, then the question, without a transaction (two round trips fewer): should
-    # the INSERT fail, the conversation was only touched, and titled by the question a retry sends.
-    # The title is decided in the UPDATE, so that a rename made meanwhile in another tab wins.
-    at, conversation_id, owner = question.created_at, conversation.id, conversation.user_id
-    if earlier:
-        touched = await sql.execute(TOUCH, at, conversation_id, owner)
-    else:
-        touched = await sql.execute(TOUCH_AND_TITLE, at, conversation_id, owner, title_from(content))
-    if not touched:
+    title = None if earlier else title_from(content)
+    if not await _touch_and_insert(question, conversation.user_id, title, idempotency_key):
         raise ConversationNotFound()  # deleted since it was read
-    try:
-        await sql.execute(
-            INSERT_QUESTION, question.id, conversation_id, Role.USER.value, content, MessageStatus.COMPLETE.value,
-            idempotency_key, at,
-        )
-    except IntegrityError:  # deleted meanwhile
-        raise ConversationNotFound() from None
     return [*earlier, question][-history_limit:]
+
+
+async def _touch_and_insert(question: Message, owner: UUID, title: str | None, idempotency_key: str | None) -> bool:
+    """Bump the conversation's updated_at (and title it) and store the question: both or neither.
+    False if the conversation is gone."""
+    at, conversation_id, status = question.created_at, question.conversation_id, MessageStatus.COMPLETE.value
+    try:
+        if not sql.on_sqlite():
+            changed = await sql.execute(
+                TOUCH_AND_INSERT_QUESTION, at, conversation_id, owner, title,
+                question.id, Role.USER.value, question.content, status, idempotency_key,
+            )
+            return changed == 1
+        async with in_transaction() as connection:
+            if not await sql.execute(TOUCH_AND_TITLE, at, conversation_id, owner, title, connection=connection):
+                return False
+            await sql.execute(
+                INSERT_QUESTION, question.id, conversation_id, Role.USER.value, question.content, status,
+                idempotency_key, at, connection=connection,
+            )
+        return True
+    except IntegrityError:  # the same Idempotency-Key, stored meanwhile by a request now answering it
+        raise AnswerInProgress() from None
 
 
 async def _question_with_key(conversation: Conversation, key: str) -> Message | None:

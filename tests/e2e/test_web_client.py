@@ -1,5 +1,5 @@
 """What the web client relies on, through the running service, on PostgreSQL and on SQLite alike:
-creating without a body, the running answer in GET and the stopped answer's status, admin users."""
+creating without a body, the title from the first question, the running answer in GET and the stopped answer's status, admin users."""
 
 from __future__ import annotations
 
@@ -35,7 +35,9 @@ async def test_reload_mid_answer_stop_and_admin_users(service: Service, http: ht
                 assert (shown["role"], shown["status"]) == ("assistant", "generating")
                 assert shown["content"].startswith("tok0 tok1 tok2 ")
                 assert (await http.post(f"{url}/stop", headers=me)).json() == {"stopped": True}
-    messages = (await http.get(url, headers=me)).json()["messages"]
+    conversation = (await http.get(url, headers=me)).json()
+    assert conversation["title"] == "tokens=200 delay=20"  # titled by the question, stored with it
+    messages = conversation["messages"]
     assert [(m["role"], m["status"]) for m in messages] == [("user", "complete"), ("assistant", "stopped")]
     assert messages[1]["id"] == shown["id"]
     assert [r["id"] for r in await stored.messages(created.json()["id"])] == [m["id"] for m in messages]
