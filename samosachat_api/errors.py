@@ -139,14 +139,15 @@ def _allowed_methods(request: Request) -> str:
 
 
 def render_error(request: Request, exc: Exception) -> HTTPResponse:
+    cause = {}
     if isinstance(exc, DATABASE_ERRORS):
-        log.error("database_unavailable", error=type(exc).__name__)
-        exc = DatabaseUnavailable()
+        cause, exc = {"cause": type(exc).__name__}, DatabaseUnavailable()
     if not isinstance(exc, SanicException):
         log.exception("unhandled_error", error=type(exc).__name__)
         return json({"detail": "Internal server error"}, status=500)
     detail = _validation_detail(exc) if exc.status_code == 400 else str(exc) or exc.message
-    log.warning("request_failed", status=exc.status_code, error=type(exc).__name__, detail=detail)
+    level = log.error if cause else log.warning
+    level("request_failed", status=exc.status_code, error=type(exc).__name__, detail=detail, **cause)
     headers = dict(exc.headers or {})
     if isinstance(exc, MethodNotAllowed) and "Allow" not in headers:
         headers["Allow"] = _allowed_methods(request)

@@ -248,7 +248,7 @@ async def test_a_retry_with_the_same_idempotency_key_stores_nothing_new(client, 
     assert other.status_code == 200 and await db.fetchval("SELECT count(*) FROM messages") == 4
 
 
-async def test_a_question_the_database_fails_to_store_leaves_its_conversation_as_it_was(client, alice, db):
+async def test_a_question_the_database_fails_to_store_leaves_its_conversation_as_it_was(client, alice, db, capsys):
     cid = await new_conversation(client, alice, title="New chat")
     before = await db.fetchrow("SELECT title, updated_at FROM conversations")
     await db.execute("""
@@ -261,6 +261,8 @@ async def test_a_question_the_database_fails_to_store_leaves_its_conversation_as
     finally:
         await db.execute("DROP TRIGGER refuse ON messages; DROP FUNCTION refuse()")
     assert (response.status_code, response.json()) == (503, {"detail": "Database unavailable"})
+    failures = [line for line in log_lines(capsys) if line["level"] in ("warning", "error")]
+    assert [(line["event"], line["cause"]) for line in failures] == [("request_failed", "QueryCanceledError")]
     assert await db.fetchrow("SELECT title, updated_at FROM conversations") == before  # not titled "q"
     assert await db.fetchval("SELECT count(*) FROM messages") == 0
 
