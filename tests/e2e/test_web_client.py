@@ -1,5 +1,6 @@
 """What the web client relies on, through the running service, on PostgreSQL and on SQLite alike:
-creating without a body, the title from the first question, the running answer in GET and the stopped answer's status, admin users."""
+creating without a body, the title from the first question, the running answer in GET and the
+stopped answer's status, admin users."""
 
 from __future__ import annotations
 
