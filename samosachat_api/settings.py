@@ -126,6 +126,7 @@ VARIABLES: dict[str, tuple[Callable[[str], Any], str]] = {
     "DATABASE_POOL_SIZE": (_positive_int, "20"),
     "REDIS_URL": (_redis_url, ""),
     "REDIS_KEY_PREFIX": (str, "samosachat:"),
+    "REDIS_POOL_SIZE": (_positive_int, "100"),  # per worker; a burst waits for a free connection
     "ANSWER_LEASE_SECONDS": (_positive_float, "10"),
     "MAX_RUNNING_ANSWERS_PER_USER": (_positive_int, "3"),
     "ANSWER_TIMEOUT_SECONDS": (_positive_float, "600"),
@@ -158,6 +159,7 @@ class Settings:
     database_pool_size: int
     redis_url: str
     redis_key_prefix: str
+    redis_pool_size: int
     answer_lease_seconds: float
     max_running_answers_per_user: int
     answer_timeout_seconds: float

@@ -4,6 +4,7 @@ built once, and again only for tests that need other settings."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -168,6 +169,12 @@ def alice(upstreams: Upstreams) -> dict[str, str]:
 def bob(upstreams: Upstreams) -> dict[str, str]:
     token, _ = upstreams.add_user(email="bob@example.com")
     return {"Authorization": f"Bearer {token}"}
+
+
+def log_lines(capsys) -> list[dict]:
+    """The service's JSON log lines so far (loggers are cached, so structlog's capture_logs misses
+    them). Put `capsys` first in a test's arguments, so that it is in place before the app's log handler."""
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
 
 
 async def new_conversation(client: httpx.AsyncClient, headers: dict[str, str], **body: str) -> str:

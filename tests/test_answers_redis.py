@@ -14,7 +14,7 @@ from samosachat_api.answers.redis import RedisAnswers
 from samosachat_api.errors import AnswerInProgress
 from samosachat_api.streaming import store_salvaged
 
-from .conftest import REDIS_SERVER, closed_port, eventually, new_conversation
+from .conftest import REDIS_SERVER, closed_port, eventually, log_lines, new_conversation
 from .sse import parse, positions, post_stream, tokens
 from .support.upstreams import sse, token_events
 from .test_answers import (  # noqa: F401  the same behaviours, now with Redis (see `env` below)
@@ -182,6 +182,28 @@ async def test_per_user_cap_across_instances(client, alice, upstreams, app, othe
     assert refused.headers["retry-after"] == "5"
     assert refused.json() == {"detail": "Too many answers are being generated for you at once; try again when one has finished"}
     await asyncio.gather(*asking)
+
+
+@pytest.fixture
+def env_small_redis_pool(env):
+    env["REDIS_POOL_SIZE"] = "3"  # one of them is the stop listener's
+
+
+async def test_a_burst_larger_than_the_redis_pool_waits_for_connections(
+    capsys, env_small_redis_pool, client, upstreams, app, db
+):
+    upstreams.generate_chunks = sse(*token_events(*WORDS))
+    upstreams.generate_delay = 0.01
+    users = [{"Authorization": f"Bearer {upstreams.add_user()[0]}"} for _ in range(20)]
+    asks = [(await new_conversation(client, user), user) for user in users]
+    capsys.readouterr()
+    answers = await asyncio.gather(
+        *(post_stream(client, f"/api/conversations/{cid}/messages", user, {"content": "q"}) for cid, user in asks)
+    )
+    assert [status for status, _ in answers] == [200] * len(asks)
+    assert {(tokens(events), events[-1].data["done"]) for _, events in answers} == {("".join(WORDS), True)}
+    assert await db.fetchval("SELECT count(*) FROM messages WHERE role = 'assistant'") == len(asks)
+    assert [line["event"] for line in log_lines(capsys) if line["level"] in ("warning", "error")] == []
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from samosachat_api.clients import inference
 from samosachat_api.logging import trace_id_of
 from samosachat_api.services import conversations, messages
 
-from .conftest import ROOT, new_conversation
+from .conftest import ROOT, log_lines, new_conversation
 from .sse import parse, tokens
 from .support.upstreams import sse, token_events
 
@@ -108,11 +108,6 @@ async def test_storing_an_answer_tries_again_while_the_database_is_away(quick_re
     response = await client.post(f"/api/conversations/{cid}/messages", json={"content": "q"}, headers=alice)
     assert parse(response.text)[0][-1].data == {"done": True}
     assert await db.fetchval("SELECT content FROM messages WHERE role = 'assistant'") == "Hi there"
-
-
-def log_lines(capsys) -> list[dict]:
-    """The service's JSON log lines so far (loggers are cached, so structlog's capture_logs misses them)."""
-    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
 
 
 async def test_giving_up_on_storing_is_logged_with_the_conversation(capsys, quick_retries, client, alice, upstreams, monkeypatch):

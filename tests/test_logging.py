@@ -6,13 +6,8 @@ import json
 
 import pytest
 
+from .conftest import log_lines
 from .sse import parse
-
-
-# `capsys` comes first in the tests' arguments so that it is in place before the app's log handler.
-def log_lines(capsys) -> list[dict]:
-    out = capsys.readouterr().out
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
 async def test_every_line_is_json_with_trace_and_user(capsys, client, alice, upstreams):

@@ -26,6 +26,7 @@ def build_answers(settings: Settings, salvage: Salvage) -> Answers:
         return RedisAnswers.from_url(
             settings.redis_url,
             prefix=settings.redis_key_prefix,
+            pool_size=settings.redis_pool_size,
             heartbeat=settings.sse_heartbeat_seconds,
             max_per_user=settings.max_running_answers_per_user,
             lease_seconds=settings.answer_lease_seconds,

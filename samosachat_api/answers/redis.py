@@ -39,6 +39,7 @@ SALVAGE_LOCK_MS = 30_000
 CHECK_SECONDS = 2.0
 SHARER_EXIT_SECONDS = 3.0
 READ_BATCH = 1000
+POOL_WAIT_SECONDS = 5.0  # for a free connection of the pool, before it counts as Redis unavailable
 INTERRUPTED = json.dumps({"error": "The answer was interrupted: the process generating it stopped"})
 REDIS_LOST = json.dumps({"error": "The answer can no longer be followed (redis unavailable)"})
 
@@ -68,12 +69,13 @@ class RedisAnswers(Answers):
         self._finish_script = redis.register_script(redis_scripts.FINISH)
 
     @classmethod
-    def from_url(cls, url: str, heartbeat: float, **kwargs: Any) -> RedisAnswers:
-        client = aioredis.from_url(
-            url, decode_responses=True, socket_connect_timeout=2, socket_timeout=heartbeat + 10,
-            health_check_interval=30,
+    def from_url(cls, url: str, heartbeat: float, pool_size: int = 100, **kwargs: Any) -> RedisAnswers:
+        # A burst waits for a free connection: redis-py's default pool refuses one over its size.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=pool_size, timeout=POOL_WAIT_SECONDS, decode_responses=True,
+            socket_connect_timeout=2, socket_timeout=heartbeat + 10, health_check_interval=30,
         )
-        return cls(client, heartbeat=heartbeat, **kwargs)
+        return cls(aioredis.Redis.from_pool(pool), heartbeat=heartbeat, **kwargs)
 
     def _key(self, kind: str, name: object) -> str:
         return f"{self._prefix}{kind}:{name}"
