@@ -54,8 +54,8 @@ def env(env, redis_prefix):
 async def other(app, redis_prefix):
     """Another instance's view of the same Redis (the app's Tortoise stores what it salvages)."""
     answers = RedisAnswers.from_url(
-        REDIS_SERVER, prefix=redis_prefix, heartbeat=15, max_per_user=3, lease_seconds=LEASE_SECONDS,
-        salvage=store_salvaged,
+        REDIS_SERVER, prefix=redis_prefix, heartbeat=15, pool_size=10, max_per_user=3,
+        lease_seconds=LEASE_SECONDS, salvage=store_salvaged,
     )
     await answers.open()
     yield answers

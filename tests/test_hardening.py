@@ -243,7 +243,7 @@ async def test_a_retry_with_the_same_idempotency_key_stores_nothing_new(client, 
     assert other.status_code == 200 and await db.fetchval("SELECT count(*) FROM messages") == 4
 
 
-async def test_a_question_the_database_fails_to_store_leaves_its_conversation_as_it_was(client, alice, db, capsys):
+async def test_a_question_the_database_fails_to_store_leaves_its_conversation_as_it_was(capsys, client, alice, db):
     cid = await new_conversation(client, alice, title="New chat")
     before = await db.fetchrow("SELECT title, updated_at FROM conversations")
     await db.execute("""

@@ -69,7 +69,7 @@ class RedisAnswers(Answers):
         self._finish_script = redis.register_script(redis_scripts.FINISH)
 
     @classmethod
-    def from_url(cls, url: str, heartbeat: float, pool_size: int = 100, **kwargs: Any) -> RedisAnswers:
+    def from_url(cls, url: str, heartbeat: float, pool_size: int, **kwargs: Any) -> RedisAnswers:
         # A burst waits for a free connection: redis-py's default pool refuses one over its size.
         pool = aioredis.BlockingConnectionPool.from_url(
             url, max_connections=pool_size, timeout=POOL_WAIT_SECONDS, decode_responses=True,

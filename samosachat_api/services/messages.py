@@ -36,12 +36,13 @@ TOUCH_AND_TITLE = """
 UPDATE conversations SET updated_at = $1, title = CASE WHEN title_set_by_user THEN title ELSE COALESCE($4, title) END
 WHERE id = $2 AND user_id = $3
 """
-# Both in one statement, so that neither happens without the other (SQLite cannot UPDATE in a WITH).
-# Tortoise counts the rows a statement starting with WITH returns: hence RETURNING id.
+# Both in one statement, so that neither happens without the other (SQLite cannot UPDATE in a WITH):
+# TOUCH_AND_TITLE's values, then INSERT_QUESTION's. Tortoise counts the rows a statement starting
+# with WITH returns: hence RETURNING id.
 TOUCH_AND_INSERT_QUESTION = f"""
 WITH touched AS ({TOUCH_AND_TITLE} RETURNING id)
 INSERT INTO messages (id, conversation_id, role, content, status, idempotency_key, created_at)
-SELECT $5, id, $6, $7, $8, $9, $1 FROM touched RETURNING id
+SELECT $5, $6, $7, $8, $9, $10, $11 FROM touched RETURNING id
 """
 
 
@@ -102,21 +103,19 @@ async def add_user_message(
 async def _touch_and_insert(question: Message, owner: UUID, title: str | None, idempotency_key: str | None) -> bool:
     """Bump the conversation's updated_at (and title it) and store the question: both or neither.
     False if the conversation is gone."""
-    at, conversation_id, status = question.created_at, question.conversation_id, MessageStatus.COMPLETE.value
+    at, conversation_id = question.created_at, question.conversation_id
+    touch = (at, conversation_id, owner, title)
+    insert = (
+        question.id, conversation_id, Role.USER.value, question.content, MessageStatus.COMPLETE.value,
+        idempotency_key, at,
+    )
     try:
         if not sql.on_sqlite():
-            changed = await sql.execute(
-                TOUCH_AND_INSERT_QUESTION, at, conversation_id, owner, title,
-                question.id, Role.USER.value, question.content, status, idempotency_key,
-            )
-            return changed == 1
+            return await sql.execute(TOUCH_AND_INSERT_QUESTION, *touch, *insert) == 1
         async with in_transaction() as connection:
-            if not await sql.execute(TOUCH_AND_TITLE, at, conversation_id, owner, title, connection=connection):
+            if not await sql.execute(TOUCH_AND_TITLE, *touch, connection=connection):
                 return False
-            await sql.execute(
-                INSERT_QUESTION, question.id, conversation_id, Role.USER.value, question.content, status,
-                idempotency_key, at, connection=connection,
-            )
+            await sql.execute(INSERT_QUESTION, *insert, connection=connection)
         return True
     except IntegrityError:  # the same Idempotency-Key, stored meanwhile by a request now answering it
         raise AnswerInProgress() from None
