@@ -1,25 +1,35 @@
-"""Try the chat API in one command: the service on SQLite next to the stand-in upstreams.
+"""Try the chat API in one command, on a machine with Python alone:
 
-    .venv/bin/python -m dev [--port 8000]
+    .venv/bin/python -m dev [--port 8000] [--fresh]
 
-Starts the stand-in auth and inference services, then the service itself with the Procfile's
-`web:` command (the production code path) on a SQLite file, and prints a curl line that works.
-If the port is taken, a free one is used (and printed). Ctrl-C, SIGTERM or SIGHUP stops it all.
+Starts an embedded PostgreSQL (data kept in `.data/postgres` between runs; `--fresh` starts
+empty) and the stand-in auth and inference services, runs the Procfile's `release:` command, then
+its `web:` command, exactly as a PaaS does, and prints a curl line that works. Whatever is set
+among DATABASE_URL, REDIS_URL, AUTH_SERVICE_URL, INFERENCE_SERVICE_URL and INTERNAL_API_KEY is used
+instead of the embedded or stand-in part. If the port is taken, a free one is used (and printed).
+Ctrl-C, SIGTERM or SIGHUP stops everything it started.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
+import subprocess
 import sys
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-from .processes import INTERNAL_KEY, free_port, stand_ins, web_service
+from .embedded import create_database, postgres_server
+from .processes import INTERNAL_KEY, ROOT, free_port, release, stand_ins, web_service
 from .standins import new_token
+
+DATA = ROOT / ".data"  # git-ignored
+DATABASE_NAME = "samosachat"
 
 
 def port_is_free(port: int) -> bool:
@@ -31,42 +41,72 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def database(fresh: bool) -> Iterator[str]:
+    """DATABASE_URL if it is set, else the embedded PostgreSQL's database."""
+    if os.environ.get("DATABASE_URL"):
+        yield os.environ["DATABASE_URL"]
+        return
+    if fresh:
+        shutil.rmtree(DATA / "postgres", ignore_errors=True)
+    with postgres_server(DATA / "postgres") as server_url:
+        yield asyncio.run(create_database(server_url, DATABASE_NAME))
+
+
+@contextlib.contextmanager
+def upstreams(internal_key: str) -> Iterator[tuple[str, str]]:
+    """AUTH_SERVICE_URL and INFERENCE_SERVICE_URL where they are set, the stand-ins' elsewhere."""
+    given = os.environ.get("AUTH_SERVICE_URL"), os.environ.get("INFERENCE_SERVICE_URL")
+    if all(given):
+        yield given
+        return
+    with stand_ins(internal_key=internal_key) as stand_in_urls:
+        yield tuple(url or stand_in for url, stand_in in zip(given, stand_in_urls))
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description="Run the chat API on SQLite with stand-in upstreams.")
+    parser = argparse.ArgumentParser(description="Run the chat API with an embedded PostgreSQL and stand-in upstreams.")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--fresh", action="store_true", help="start with an empty database (deletes .data/postgres)")
     args = parser.parse_args()
     port = args.port if port_is_free(args.port) else free_port()
     if port != args.port:
         print(f"port {args.port} is taken; using {port}", flush=True)
     for signum in (signal.SIGTERM, signal.SIGHUP):  # leave through the `with` blocks: they stop the children
         signal.signal(signum, lambda *_: sys.exit(0))
-    workdir = Path(tempfile.mkdtemp(prefix="samosachat-try-"))
-    database_url = f"sqlite://{workdir / 'chat.sqlite3'}"
+    internal_key = os.environ.get("INTERNAL_API_KEY") or INTERNAL_KEY
+    DATA.mkdir(exist_ok=True)
+    log = DATA / "web.log"
     try:
-        with stand_ins() as (auth_url, inference_url), web_service(
-            database_url, auth_url, inference_url, workdir / "server.log", port=port
-        ) as (_, base_url):
-            print(instructions(base_url, auth_url, inference_url, workdir), flush=True)
-            with contextlib.suppress(KeyboardInterrupt):
+        with database(args.fresh) as database_url, upstreams(internal_key) as (auth_url, inference_url):
+            release(database_url)
+            with web_service(database_url, auth_url, inference_url, log, port=port, internal_key=internal_key) as (_, url):
+                print(instructions(url, auth_url, inference_url, log), flush=True)
                 signal.pause()
-    except (RuntimeError, TimeoutError) as exc:
+    except KeyboardInterrupt:  # Ctrl-C, at any point: the `with` blocks have stopped what they started
+        return 0
+    except subprocess.CalledProcessError as exc:
+        print(f"samosachat-api: {exc.cmd!r} failed:\n{exc.stderr or exc.stdout}", file=sys.stderr)
+        return 1
+    except (RuntimeError, TimeoutError, OSError) as exc:
         print(f"samosachat-api: the service did not start: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-def instructions(base_url: str, auth_url: str, inference_url: str, workdir: Path) -> str:
+def instructions(base_url: str, auth_url: str, inference_url: str, log: Path) -> str:
     token = new_token(admin=True)
+    shown_database = "embedded PostgreSQL, data in .data/postgres" if "DATABASE_URL" not in os.environ else "DATABASE_URL"
     return f"""
-samosaChaat chat API on {base_url}  (SQLite: {workdir / 'chat.sqlite3'}, logs: {workdir / 'server.log'})
-stand-in auth {auth_url}, stand-in inference {inference_url}, internal key {INTERNAL_KEY!r}
+samosaChaat chat API on {base_url}  ({shown_database}; logs: {log.relative_to(ROOT)})
+auth {auth_url}, inference {inference_url}
 
   export TOKEN={token}
   ID=$(curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{{"title":"Samosa"}}' {base_url}/api/conversations | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
   curl -N -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{{"content":"Hello! tokens=20 delay=100"}}' {base_url}/api/conversations/$ID/messages
   curl -s -H "Authorization: Bearer $TOKEN" {base_url}/api/conversations/$ID
 
-Any token `user-<uuid>` (or `admin-<uuid>`) is valid. Ctrl-C to stop."""
+With the stand-in auth service, any token `user-<uuid>` (or `admin-<uuid>`) is valid. Ctrl-C to stop."""
 
 
 if __name__ == "__main__":

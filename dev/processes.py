@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +29,20 @@ def procfile_command(kind: str) -> str:
         if line.startswith(f"{kind}:"):
             return line.split(":", 1)[1].strip()
     raise LookupError(kind)
+
+
+def server_environment(**variables: str) -> dict[str, str]:
+    """This environment with `variables`, and this virtual environment's commands first on PATH."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {**os.environ, "PATH": path, **variables}
+
+
+def release(database_url: str) -> subprocess.CompletedProcess:
+    """Run the Procfile's `release:` command (the migrations) against `database_url`, as a PaaS does."""
+    return subprocess.run(
+        procfile_command("release"), shell=True, cwd=ROOT, env=server_environment(DATABASE_URL=database_url),
+        check=True, capture_output=True, text=True,
+    )
 
 
 def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
@@ -71,12 +86,12 @@ def stop(process: subprocess.Popen, timeout: float = 30) -> None:
 
 
 @contextlib.contextmanager
-def stand_ins(auth_delay_ms: int = 0):
+def stand_ins(auth_delay_ms: int = 0, internal_key: str = INTERNAL_KEY):
     """The stand-in auth and inference services (dev/standins.py); yields their two URLs."""
     auth_port, inference_port = free_port(), free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "dev.standins", "--auth-port", str(auth_port),
-         "--inference-port", str(inference_port), "--internal-key", INTERNAL_KEY,
+         "--inference-port", str(inference_port), "--internal-key", internal_key,
          "--auth-delay-ms", str(auth_delay_ms)],
         cwd=ROOT, stdout=subprocess.PIPE, start_new_session=True,
     )
@@ -89,32 +104,35 @@ def stand_ins(auth_delay_ms: int = 0):
 
 
 @contextlib.contextmanager
-def web_service(database_url: str, auth_url: str, inference_url: str, log_path: Path, port: int = 0, **extra_env: str):
-    """The Procfile's `web:` command with PORT set, as a PaaS runs it."""
+def web_service(
+    database_url: str, auth_url: str, inference_url: str, log_path: Path, port: int = 0,
+    internal_key: str = INTERNAL_KEY, **extra_env: str,
+):
+    """The Procfile's `web:` command with PORT set, as a PaaS runs it, with a temporary directory
+    of its own (Sanic's workers leave `pymp-*` folders there), removed when it stops."""
     port = port or free_port()
-    env = {
-        # Not the test process's metrics directory (set when it imported samosachat_api.metrics):
+    with tempfile.TemporaryDirectory(prefix="samosachat-web-") as tmp, open(log_path, "wb") as log:
+        env = server_environment(
+            PORT=str(port), DATABASE_URL=database_url, AUTH_SERVICE_URL=auth_url, INFERENCE_SERVICE_URL=inference_url,
+            INTERNAL_API_KEY=internal_key, TMPDIR=tmp, **extra_env,
+        )
+        # Not this process's metrics directory (set when it imported samosachat_api.metrics):
         # the server's main process empties that directory when it starts.
-        **{name: value for name, value in os.environ.items() if name != "PROMETHEUS_MULTIPROC_DIR"},
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PORT": str(port),
-        "DATABASE_URL": database_url,
-        "AUTH_SERVICE_URL": auth_url,
-        "INFERENCE_SERVICE_URL": inference_url,
-        "INTERNAL_API_KEY": INTERNAL_KEY,
-        **extra_env,
-    }
-    with open(log_path, "wb") as log:
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         process = subprocess.Popen(
             procfile_command("web"), shell=True, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    try:
         try:
-            wait_until_up(f"http://127.0.0.1:{port}/api/health", process)
-        except (RuntimeError, TimeoutError) as exc:
-            tail = "\n".join(Path(log_path).read_text(errors="replace").splitlines()[-20:])
-            raise type(exc)(f"{exc}; the end of {log_path}:\n{tail}") from None
-        yield process, f"http://127.0.0.1:{port}"
-    finally:
-        stop(process)
+            _wait_for_service(port, process, log_path)
+            yield process, f"http://127.0.0.1:{port}"
+        finally:
+            stop(process)
+
+
+def _wait_for_service(port: int, process: subprocess.Popen, log_path: Path) -> None:
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/api/health", process)
+    except (RuntimeError, TimeoutError) as exc:
+        tail = "\n".join(Path(log_path).read_text(errors="replace").splitlines()[-20:])
+        raise type(exc)(f"{exc}; the end of {log_path}:\n{tail}") from None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from sanic import Sanic
-from tortoise import Tortoise
 from tortoise.contrib.sanic import register_tortoise
 
 from . import blueprints, metrics
@@ -65,12 +64,7 @@ def create_app(*, settings: Settings | None = None) -> Sanic:
     app.ext.openapi.add_security_scheme("bearer", "http", scheme="bearer", bearer_format="JWT")
     _wire_dependencies(app, settings)
 
-    sqlite = settings.database_url.startswith("sqlite")
-    register_tortoise(
-        app, config=tortoise_config(settings.database_url, settings.database_pool_size), generate_schemas=sqlite
-    )
-    if sqlite:  # after register_tortoise's own listener, which makes the schema in the main process
-        app.main_process_start(_close_schema_connection)
+    register_tortoise(app, config=tortoise_config(settings.database_url, settings.database_pool_size))
     app.blueprint([blueprints.health, blueprints.api])
     app.on_request(bind_request_context, priority=1)  # first: the API group's authentication logs with it
     app.error_handler.add(Exception, render_error)
@@ -111,12 +105,6 @@ def _add_metrics(app: Sanic) -> None:
     app.main_process_start(lambda _: metrics.reset_directory())
     app.after_server_stop(lambda _: metrics.worker_stopped())
     app.main_process_stop(lambda _: metrics.remove_own_directory())
-
-
-async def _close_schema_connection(app: Sanic) -> None:
-    """Close the main process's SQLite connection once the schema is made: aiosqlite's thread
-    would otherwise keep that process alive after SIGTERM."""
-    await Tortoise.close_connections()
 
 
 async def _close_clients(app: Sanic) -> None:

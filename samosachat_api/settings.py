@@ -50,8 +50,8 @@ def _database_url(value: str) -> str:
     for prefix in ("postgresql+asyncpg://", "postgresql://"):
         if value.startswith(prefix):
             return "postgres://" + value[len(prefix) :]
-    if not value.startswith(("postgres://", "sqlite://")):
-        raise ValueError("must start with postgres://, postgresql:// or sqlite://")
+    if not value.startswith("postgres://"):
+        raise ValueError("must start with postgres:// or postgresql://")
     return value
 
 
@@ -206,7 +206,7 @@ MODELS_MODULE = "samosachat_api.models"
 
 
 def tortoise_config(database_url: str, pool_size: int | None = None) -> dict[str, Any]:
-    if pool_size and database_url.startswith("postgres://") and "maxsize=" not in database_url:
+    if pool_size and "maxsize=" not in database_url:
         database_url += f"{'&' if '?' in database_url else '?'}maxsize={pool_size}"
     return {
         "connections": {"default": database_url},

@@ -1,17 +1,28 @@
 """A database of its own per test run (migrated with the release command), and the app under test:
-built once, and again only for tests that need other settings."""
+built once, and again only for tests that need other settings.
+
+The servers are the machine's (TEST_POSTGRES_URL, TEST_REDIS_URL) when something answers there,
+else servers from pip packages started for the session (dev/embedded.py). Each test process works
+in a temporary directory of its own, removed when it ends.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import shutil
 import socket
-import subprocess
-import sys
+import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+# Before anything makes a temporary file (samosachat_api.metrics does at import): the servers the
+# tests start inherit it too.
+TEMPORARY = tempfile.mkdtemp(prefix="samosachat-tests-")
+os.environ["TMPDIR"] = tempfile.tempdir = TEMPORARY
 
 import asyncpg
 import httpx
@@ -19,36 +30,53 @@ import pytest
 import respx
 from sanic import Sanic
 
+from dev import embedded
+from dev.processes import release
 from samosachat_api.app import create_app
 from samosachat_api.settings import Settings
 
 from .support.upstreams import AUTH_URL, INFERENCE_URL, Upstreams
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_SERVER = os.environ.get("TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432")
+
+
+def pytest_unconfigure(config) -> None:
+    shutil.rmtree(TEMPORARY, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-async def database_url() -> AsyncIterator[str]:
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server's URL, without a database name."""
+    url = os.environ.get("TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432")
+    if embedded.reachable(url):
+        yield urlunsplit(urlsplit(url)._replace(path=""))
+        return
+    with embedded.postgres_server(Path(TEMPORARY) / "postgres", durable=False) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    if embedded.reachable(url):
+        yield url
+        return
+    with embedded.redis_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def database_url(postgres_server: str) -> AsyncIterator[str]:
+    """A database of this test process's own, migrated by the Procfile's release command."""
     name = f"samosachat_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(f"{PG_SERVER}/postgres")
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"{PG_SERVER}/{name}"
+    url = await embedded.create_database(postgres_server, name)
     try:
-        migrate(url)
+        release(url)
         yield url
     finally:
+        admin = await asyncpg.connect(f"{postgres_server}/postgres")
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
-
-
-def migrate(database_url: str) -> subprocess.CompletedProcess:
-    """Run the Procfile's release command against `database_url`."""
-    release = (ROOT / "Procfile").read_text().split("release:", 1)[1].splitlines()[0].strip()
-    env = {**os.environ, "DATABASE_URL": database_url}
-    bin_dir = Path(sys.executable).parent
-    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
-    return subprocess.run(release, shell=True, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
 
 
 @pytest.fixture
@@ -194,11 +222,8 @@ async def eventually(check: Callable[[], object], timeout: float = 5.0) -> objec
         await asyncio.sleep(0.02)
 
 
-REDIS_SERVER = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
 @pytest.fixture
-async def redis_prefix() -> AsyncIterator[str]:
+async def redis_prefix(redis_server: str) -> AsyncIterator[str]:
     """A Redis key prefix of this test's own; its keys are deleted afterwards."""
     from redis import asyncio as aioredis
 
@@ -206,7 +231,7 @@ async def redis_prefix() -> AsyncIterator[str]:
     try:
         yield prefix
     finally:
-        client = aioredis.from_url(REDIS_SERVER)
+        client = aioredis.from_url(redis_server)
         keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
         if keys:
             await client.delete(*keys)

@@ -14,7 +14,7 @@ from samosachat_api.answers.redis import RedisAnswers
 from samosachat_api.errors import AnswerInProgress
 from samosachat_api.streaming import store_salvaged
 
-from .conftest import REDIS_SERVER, closed_port, eventually, log_lines, new_conversation
+from .conftest import closed_port, eventually, log_lines, new_conversation
 from .sse import parse, positions, post_stream, tokens
 from .support.upstreams import sse, token_events
 from .test_answers import (  # noqa: F401  the same behaviours, now with Redis (see `env` below)
@@ -41,20 +41,20 @@ LEASE_SECONDS = 0.6
 
 
 @pytest.fixture
-def env(env, redis_prefix):
+def env(env, redis_server, redis_prefix):
     return {
         **env,
-        "REDIS_URL": REDIS_SERVER,
+        "REDIS_URL": redis_server,
         "REDIS_KEY_PREFIX": redis_prefix,
         "ANSWER_LEASE_SECONDS": str(LEASE_SECONDS),
     }
 
 
 @pytest.fixture
-async def other(app, redis_prefix):
+async def other(app, redis_server, redis_prefix):
     """Another instance's view of the same Redis (the app's Tortoise stores what it salvages)."""
     answers = RedisAnswers.from_url(
-        REDIS_SERVER, prefix=redis_prefix, heartbeat=15, pool_size=10, max_per_user=3,
+        redis_server, prefix=redis_prefix, heartbeat=15, pool_size=10, max_per_user=3,
         lease_seconds=LEASE_SECONDS, salvage=store_salvaged,
     )
     await answers.open()

@@ -217,7 +217,7 @@ def test_release_with_a_bad_setting_prints_one_line():
     result = subprocess.run("tortoise migrate", shell=True, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
-        "samosachat-api: invalid DATABASE_URL='mysql://nope': must start with postgres://, postgresql:// or sqlite://"
+        "samosachat-api: invalid DATABASE_URL='mysql://nope': must start with postgres:// or postgresql://"
     ]
 
 

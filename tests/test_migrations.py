@@ -7,7 +7,7 @@ import uuid
 import asyncpg
 import pytest
 
-from .conftest import PG_SERVER, migrate
+from dev.processes import release as migrate
 
 OLD_SERVICE_SCHEMA = """
 CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY);
@@ -25,13 +25,13 @@ CREATE TABLE messages (
 
 
 @pytest.fixture
-async def scratch_database():
+async def scratch_database(postgres_server):
     name = f"samosachat_migrations_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(f"{PG_SERVER}/postgres")
+    admin = await asyncpg.connect(f"{postgres_server}/postgres")
     await admin.execute(f'CREATE DATABASE "{name}"')
-    connection = await asyncpg.connect(f"{PG_SERVER}/{name}")
+    connection = await asyncpg.connect(f"{postgres_server}/{name}")
     try:
-        yield f"{PG_SERVER}/{name}", connection
+        yield f"{postgres_server}/{name}", connection
     finally:
         await connection.close()
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -49,6 +49,7 @@ def test_lists_are_comma_separated():
         ("GRACEFUL_SHUTDOWN_TIMEOUT", "inf"),
         ("INFERENCE_DEFAULT_TEMPERATURE", "3"),
         ("DATABASE_URL", "mysql://x"),
+        ("DATABASE_URL", "sqlite:///tmp/chat.sqlite3"),  # PostgreSQL only
         ("AUTH_SERVICE_URL", "auth:8001"),
         ("LOG_LEVEL", "chatty"),
     ],
@@ -74,11 +75,10 @@ def test_bad_value_stops_the_server_with_one_line():
     assert result.stderr.strip().splitlines() == ["samosachat-api: invalid MAX_TOKEN_BUDGET='abc': invalid literal for int() with base 10: 'abc'"]
 
 
-def test_pool_size_goes_into_postgres_urls_only():
+def test_pool_size_goes_into_the_url_unless_it_names_one():
     assert tortoise_config("postgres://h/db", 20)["connections"]["default"] == "postgres://h/db?maxsize=20"
     assert tortoise_config("postgres://h/db?ssl=true", 7)["connections"]["default"] == "postgres://h/db?ssl=true&maxsize=7"
     assert tortoise_config("postgres://h/db?maxsize=3", 7)["connections"]["default"] == "postgres://h/db?maxsize=3"
-    assert tortoise_config("sqlite:///tmp/x.db", 7)["connections"]["default"] == "sqlite:///tmp/x.db"
 
 
 def test_tortoise_config_points_at_models_and_migrations():

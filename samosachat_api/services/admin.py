@@ -38,10 +38,7 @@ _ZERO = {"conversation_count": 0, "message_count": 0}
 
 
 async def _has_users_table() -> bool:
-    connection = connections.get("default")
-    if connection.capabilities.dialect != "postgres":  # SQLite: a development database of its own
-        return False
-    _, rows = await connection.execute_query("SELECT to_regclass('users') IS NOT NULL AS present")
+    _, rows = await connections.get("default").execute_query("SELECT to_regclass('users') IS NOT NULL AS present")
     return rows[0]["present"]
 
 

@@ -34,7 +34,7 @@ WHERE conversation_id = $1 AND conversations.user_id = $2 ORDER BY messages.crea
 
 
 async def list_page(user_id: UUID, limit: int, offset: int) -> list[dict[str, Any]]:
-    return await sql.fetch(LIST_PAGE, user_id, limit, offset, model=Conversation)
+    return await sql.fetch(LIST_PAGE, user_id, limit, offset)
 
 
 def group_by_day(conversations: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -60,7 +60,7 @@ async def get(user_id: UUID, conversation_id: UUID) -> Conversation:
 
 async def messages_of(conversation: Conversation, running: RunningAnswer | None = None) -> list[dict[str, Any]]:
     """The messages as rows, oldest first, then the answer being generated (unless it was stored meanwhile)."""
-    history = await sql.fetch(MESSAGES, conversation.id, conversation.user_id, model=Message)
+    history = await sql.fetch(MESSAGES, conversation.id, conversation.user_id)
     if running is not None and all(message["id"] != running.message_id for message in history):
         history.append(_generating_message(conversation, running))
     return history

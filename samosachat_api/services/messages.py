@@ -21,10 +21,6 @@ RECENT = """
 SELECT messages.* FROM messages JOIN conversations ON conversations.id = messages.conversation_id
 WHERE messages.conversation_id = $1 AND conversations.user_id = $2 ORDER BY messages.created_at DESC LIMIT $3
 """
-INSERT_QUESTION = """
-INSERT INTO messages (id, conversation_id, role, content, status, idempotency_key, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-"""
 INSERT_ANSWER = """
 INSERT INTO messages (id, conversation_id, role, content, status, token_count, inference_time_ms,
                       time_to_first_token_ms, model_tag, created_at)
@@ -36,8 +32,8 @@ TOUCH_AND_TITLE = """
 UPDATE conversations SET updated_at = $1, title = CASE WHEN title_set_by_user THEN title ELSE COALESCE($4, title) END
 WHERE id = $2 AND user_id = $3
 """
-# Both in one statement, so that neither happens without the other (SQLite cannot UPDATE in a WITH):
-# TOUCH_AND_TITLE's values, then INSERT_QUESTION's. Tortoise counts the rows a statement starting
+# Both in one statement, so that neither happens without the other: TOUCH_AND_TITLE's values, then
+# the question's. Tortoise counts the rows a statement starting
 # with WITH returns: hence RETURNING id.
 TOUCH_AND_INSERT_QUESTION = f"""
 WITH touched AS ({TOUCH_AND_TITLE} RETURNING id)
@@ -110,13 +106,7 @@ async def _touch_and_insert(question: Message, owner: UUID, title: str | None, i
         idempotency_key, at,
     )
     try:
-        if not sql.on_sqlite():
-            return await sql.execute(TOUCH_AND_INSERT_QUESTION, *touch, *insert) == 1
-        async with in_transaction() as connection:
-            if not await sql.execute(TOUCH_AND_TITLE, *touch, connection=connection):
-                return False
-            await sql.execute(INSERT_QUESTION, *insert, connection=connection)
-        return True
+        return await sql.execute(TOUCH_AND_INSERT_QUESTION, *touch, *insert) == 1
     except IntegrityError:  # the same Idempotency-Key, stored meanwhile by a request now answering it
         raise AnswerInProgress() from None
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
@@ -24,17 +23,12 @@ from ..sse import Event, parse
 class Service:
     """One running server (the Procfile's `web:` command) and the stand-ins it talks to."""
 
-    backend: str  # "postgres" or "sqlite"
     base_url: str
     database_url: str
     log_path: Path
     auth_url: str
     inference_url: str
     process: subprocess.Popen
-
-    @property
-    def sqlite_path(self) -> Path:
-        return Path(self.database_url.removeprefix("sqlite://"))
 
     async def auth_calls(self) -> int:
         """How many `POST /auth/validate` calls the auth stand-in has answered so far."""
@@ -116,55 +110,27 @@ def utc_iso(value: str) -> datetime:
 
 
 def _normal(row: dict[str, Any]) -> dict[str, Any]:
-    """Ids as canonical text and timestamps as datetimes, whichever database the row came from."""
-    out = {}
-    for key, value in row.items():
-        if key == "id" or key.endswith("_id"):
-            value = str(uuid.UUID(str(value)))
-        elif key.endswith("_at") and isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        out[key] = value
-    return out
+    """Ids as canonical text, as the API sends them."""
+    return {key: str(value) if key == "id" or key.endswith("_id") else value for key, value in row.items()}
 
 
-CONVERSATIONS = "SELECT id, user_id, title, created_at, updated_at FROM conversations WHERE user_id = {} ORDER BY updated_at DESC"
+CONVERSATIONS = "SELECT id, user_id, title, created_at, updated_at FROM conversations WHERE user_id = $1::uuid ORDER BY updated_at DESC"
 MESSAGES = (
     "SELECT id, conversation_id, role, content, token_count, model_tag, inference_time_ms, created_at"
-    " FROM messages WHERE conversation_id = {} ORDER BY created_at"
+    " FROM messages WHERE conversation_id = $1::uuid ORDER BY created_at"
 )
 
 
-class PostgresRows:
+class StoredRows:
     """What the service stored in PostgreSQL, read with asyncpg."""
 
     def __init__(self, connection: asyncpg.Connection) -> None:
         self._connection = connection
 
     async def conversations(self, user_id: str) -> list[dict[str, Any]]:
-        rows = await self._connection.fetch(CONVERSATIONS.format("$1::uuid"), user_id)
+        rows = await self._connection.fetch(CONVERSATIONS, user_id)
         return [_normal(dict(r)) for r in rows]
 
     async def messages(self, conversation_id: str) -> list[dict[str, Any]]:
-        rows = await self._connection.fetch(MESSAGES.format("$1::uuid"), conversation_id)
+        rows = await self._connection.fetch(MESSAGES, conversation_id)
         return [_normal(dict(r)) for r in rows]
-
-
-class SqliteRows:
-    """What the service stored in its SQLite file, read with sqlite3."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-
-    def _fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        connection = sqlite3.connect(self._path, timeout=10)
-        connection.row_factory = sqlite3.Row
-        try:
-            return [_normal(dict(r)) for r in connection.execute(sql, args).fetchall()]
-        finally:
-            connection.close()
-
-    async def conversations(self, user_id: str) -> list[dict[str, Any]]:
-        return self._fetch(CONVERSATIONS.format("?"), user_id)
-
-    async def messages(self, conversation_id: str) -> list[dict[str, Any]]:
-        return self._fetch(MESSAGES.format("?"), conversation_id)

@@ -1,8 +1,7 @@
 """The service started as a PaaS starts it, next to the stand-in upstreams, all as real processes.
 
-PostgreSQL: the session database, migrated by the Procfile's `release:` command (tests/conftest.py
-`database_url`), then the Procfile's `web:` command with PORT. SQLite: a fresh file, whose schema
-the service creates itself. One set of stand-ins and one server per module; every test uses users
+The session database, migrated by the Procfile's `release:` command (tests/conftest.py
+`database_url`), then the Procfile's `web:` command with PORT. One set of stand-ins and one server per module; every test uses users
 (tokens) of its own, because the server outlives the test and `db` empties the tables after it.
 """
 
@@ -15,7 +14,7 @@ import pytest
 
 from dev.processes import stand_ins, web_service
 
-from .api import PostgresRows, Service, SqliteRows
+from .api import Service, StoredRows
 
 # The servers run with a local time zone that is not UTC: what they store and send must not depend on it.
 SERVER_TZ = "IST-5:30"
@@ -29,25 +28,11 @@ def upstream_urls(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def postgres_service(database_url: str, upstream_urls, tmp_path_factory) -> Iterator[Service]:
-    log = tmp_path_factory.mktemp("web-postgres") / "web.log"
+def service(database_url: str, upstream_urls, tmp_path_factory) -> Iterator[Service]:
+    """The server a module's tests talk to."""
+    log = tmp_path_factory.mktemp("web") / "web.log"
     with web_service(database_url, *upstream_urls, log, TZ=SERVER_TZ) as (process, base_url):
-        yield Service("postgres", base_url, database_url, log, *upstream_urls, process)
-
-
-@pytest.fixture(scope="module")
-def sqlite_service(upstream_urls, tmp_path_factory) -> Iterator[Service]:
-    workdir = tmp_path_factory.mktemp("web-sqlite")
-    database_url = f"sqlite://{workdir / 'chat.sqlite3'}"  # sqlite:///tmp/…: an absolute path
-    log = workdir / "web.log"
-    with web_service(database_url, *upstream_urls, log, TZ=SERVER_TZ) as (process, base_url):
-        yield Service("sqlite", base_url, database_url, log, *upstream_urls, process)
-
-
-@pytest.fixture(scope="module")
-def service(postgres_service: Service) -> Service:
-    """The server a module's tests talk to (PostgreSQL unless the module overrides this)."""
-    return postgres_service
+        yield Service(base_url, database_url, log, *upstream_urls, process)
 
 
 @pytest.fixture
@@ -58,8 +43,6 @@ async def http(service: Service) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def stored(service: Service, db) -> PostgresRows | SqliteRows:
+def stored(db) -> StoredRows:
     """What the service wrote to its database, read directly (not through the service)."""
-    if service.backend == "sqlite":
-        return SqliteRows(service.sqlite_path)
-    return PostgresRows(db)
+    return StoredRows(db)

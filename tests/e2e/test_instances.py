@@ -15,7 +15,7 @@ import pytest
 from dev.processes import stand_ins, wait_for_exit, web_service
 from dev.standins import new_token
 
-from ..conftest import REDIS_SERVER, eventually
+from ..conftest import eventually
 from .api import ask, bearer, create_conversation, events_as_they_come
 
 LEASE_SECONDS = "3"
@@ -28,8 +28,8 @@ def upstream_urls():
 
 
 @pytest.fixture
-def two_instances(database_url, upstream_urls, redis_prefix, tmp_path):
-    env = {"REDIS_URL": REDIS_SERVER, "REDIS_KEY_PREFIX": redis_prefix, "ANSWER_LEASE_SECONDS": LEASE_SECONDS}
+def two_instances(database_url, upstream_urls, redis_server, redis_prefix, tmp_path):
+    env = {"REDIS_URL": redis_server, "REDIS_KEY_PREFIX": redis_prefix, "ANSWER_LEASE_SECONDS": LEASE_SECONDS}
     with web_service(database_url, *upstream_urls, tmp_path / "a.log", **env) as a:
         with web_service(database_url, *upstream_urls, tmp_path / "b.log", **env) as b:
             yield a, b

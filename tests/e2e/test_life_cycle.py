@@ -1,4 +1,4 @@
-"""A conversation's whole life through the running service, on PostgreSQL and on SQLite alike.
+"""A conversation's whole life through the running service.
 
 create, list, ask (streamed), read back, rename, regenerate, stop, delete; checked through the API
 and in the database itself: canonical UUIDs, newest activity first, UTC timestamps, cascade delete.
@@ -25,11 +25,6 @@ from .api import (
     user_id_of,
     utc_iso,
 )
-
-
-@pytest.fixture(scope="module", params=["postgres", "sqlite"])
-def service(request: pytest.FixtureRequest) -> Service:
-    return request.getfixturevalue(f"{request.param}_service")
 
 
 def assert_utc_conversation(conversation: dict, user_id: str) -> None:
@@ -80,7 +75,7 @@ async def test_conversation_life_cycle(service: Service, http: httpx.AsyncClient
     response = await http.get(f"/api/conversations/{first['id']}", headers=me)
     assert response.status_code == 200
     conversation = response.json()
-    assert conversation["is_favorited"] is False  # a boolean as read back, not SQLite's 0
+    assert conversation["is_favorited"] is False
     assert conversation["title"] == question  # the first question titles a default-titled conversation
     assert utc_iso(conversation["updated_at"]) > utc_iso(first["updated_at"])
     user_message, assistant_message = conversation["messages"]

@@ -1,5 +1,4 @@
-"""What the web client relies on, through the running service, on PostgreSQL and on SQLite alike:
-creating without a body, the title from the first question, the running answer in GET and the
+"""What the web client relies on, through the running service: creating without a body, the title from the first question, the running answer in GET and the
 stopped answer's status, admin users."""
 
 from __future__ import annotations
@@ -10,11 +9,6 @@ import pytest
 from dev.standins import new_token
 
 from .api import Service, bearer, events_as_they_come, user_id_of
-
-
-@pytest.fixture(scope="module", params=["postgres", "sqlite"])
-def service(request: pytest.FixtureRequest) -> Service:
-    return request.getfixturevalue(f"{request.param}_service")
 
 
 async def test_reload_mid_answer_stop_and_admin_users(service: Service, http: httpx.AsyncClient, stored) -> None:
