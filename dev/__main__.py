@@ -1,6 +1,6 @@
 """Try the chat API in one command, on a machine with Python alone:
 
-    .venv/bin/python -m dev [--port 8000] [--fresh]
+    .venv/bin/python -m dev [--port 8000] [--fresh] [--data-dir .data]
 
 Starts an embedded PostgreSQL (data kept in `.data/postgres` between runs; `--fresh` starts
 empty) and the stand-in auth and inference services, runs the Procfile's `release:` command, then
@@ -28,7 +28,6 @@ from .embedded import create_database, postgres_server
 from .processes import INTERNAL_KEY, ROOT, free_port, release, stand_ins, web_service
 from .standins import new_token
 
-DATA = ROOT / ".data"  # git-ignored
 DATABASE_NAME = "samosachat"
 
 
@@ -42,14 +41,14 @@ def port_is_free(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def database(fresh: bool) -> Iterator[str]:
+def database(data_dir: Path, fresh: bool) -> Iterator[str]:
     """DATABASE_URL if it is set, else the embedded PostgreSQL's database."""
     if os.environ.get("DATABASE_URL"):
         yield os.environ["DATABASE_URL"]
         return
     if fresh:
-        shutil.rmtree(DATA / "postgres", ignore_errors=True)
-    with postgres_server(DATA / "postgres") as server_url:
+        shutil.rmtree(data_dir / "postgres", ignore_errors=True)
+    with postgres_server(data_dir / "postgres") as server_url:
         yield asyncio.run(create_database(server_url, DATABASE_NAME))
 
 
@@ -65,9 +64,12 @@ def upstreams(internal_key: str) -> Iterator[tuple[str, str]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description="Run the chat API with an embedded PostgreSQL and stand-in upstreams.")
+    parser = argparse.ArgumentParser(
+        prog="python -m dev", description="Run the chat API with an embedded PostgreSQL and stand-in upstreams."
+    )
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--fresh", action="store_true", help="start with an empty database (deletes .data/postgres)")
+    parser.add_argument("--fresh", action="store_true", help="start with an empty database (deletes DATA_DIR/postgres)")
+    parser.add_argument("--data-dir", type=Path, default=ROOT / ".data", help="the database and the log (default: .data)")
     args = parser.parse_args()
     port = args.port if port_is_free(args.port) else free_port()
     if port != args.port:
@@ -75,13 +77,14 @@ def main() -> int:
     for signum in (signal.SIGTERM, signal.SIGHUP):  # leave through the `with` blocks: they stop the children
         signal.signal(signum, lambda *_: sys.exit(0))
     internal_key = os.environ.get("INTERNAL_API_KEY") or INTERNAL_KEY
-    DATA.mkdir(exist_ok=True)
-    log = DATA / "web.log"
+    data_dir = args.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir / "web.log"
     try:
-        with database(args.fresh) as database_url, upstreams(internal_key) as (auth_url, inference_url):
+        with database(data_dir, args.fresh) as database_url, upstreams(internal_key) as (auth_url, inference_url):
             release(database_url)
             with web_service(database_url, auth_url, inference_url, log, port=port, internal_key=internal_key) as (_, url):
-                print(instructions(url, auth_url, inference_url, log), flush=True)
+                print(instructions(url, auth_url, inference_url, data_dir, log), flush=True)
                 signal.pause()
     except KeyboardInterrupt:  # Ctrl-C, at any point: the `with` blocks have stopped what they started
         return 0
@@ -94,12 +97,18 @@ def main() -> int:
     return 0
 
 
-def instructions(base_url: str, auth_url: str, inference_url: str, log: Path) -> str:
+def instructions(base_url: str, auth_url: str, inference_url: str, data_dir: Path, log: Path) -> str:
     token = new_token(admin=True)
-    shown_database = "embedded PostgreSQL, data in .data/postgres" if "DATABASE_URL" not in os.environ else "DATABASE_URL"
+
+    def origin(variable: str, embedded: str) -> str:
+        return f"from {variable}" if os.environ.get(variable) else embedded
+
     return f"""
-samosaChaat chat API on {base_url}  ({shown_database}; logs: {log.relative_to(ROOT)})
-auth {auth_url}, inference {inference_url}
+samosaChaat chat API on {base_url}  (log: {log})
+  database:  {origin("DATABASE_URL", f"embedded PostgreSQL, data in {data_dir / 'postgres'}")}
+  auth:      {auth_url} ({origin("AUTH_SERVICE_URL", "stand-in")})
+  inference: {inference_url} ({origin("INFERENCE_SERVICE_URL", "stand-in")})
+  answers:   {origin("REDIS_URL", "in memory (set REDIS_URL to share them between instances)")}
 
   export TOKEN={token}
   ID=$(curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{{"title":"Samosa"}}' {base_url}/api/conversations | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')

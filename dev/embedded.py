@@ -72,7 +72,8 @@ def postgres_server(data_dir: Path, durable: bool = True) -> Iterator[str]:
             pgdata=data_dir, user=user, env=_server_environment(),
         )
     port = free_port()
-    options = f"-h 127.0.0.1 -p {port} -k {data_dir}" + ("" if durable else " -c fsync=off")
+    # TCP only (a Unix socket's path is limited to 107 bytes); no fsync for data thrown away anyway.
+    options = f"-h 127.0.0.1 -p {port} -k ''" + ("" if durable else " -c fsync=off")
     _pg_ctl(data_dir, user, "-w", "-l", str(data_dir / "server.log"), "-o", options, "start")
     try:
         yield f"postgres://{POSTGRES_USER}@127.0.0.1:{port}"

@@ -13,6 +13,9 @@ from sanic import Sanic
 from samosachat_api.app import create_app
 from samosachat_api.settings import Settings
 
+from .conftest import log_lines
+from .support.upstreams import AUTH_URL
+
 
 async def test_missing_or_malformed_token_is_401(client, upstreams):
     for headers in ({}, {"Authorization": "Bearer"}, {"Authorization": "Basic abc"}, {"Authorization": "token"}):
@@ -116,11 +119,13 @@ async def test_concurrent_requests_with_invalid_token_share_the_failure(client, 
     assert upstreams.auth_calls == 1
 
 
-async def test_auth_service_unreachable_is_503(client, upstreams, alice):
+async def test_auth_service_unreachable_is_503_and_its_log_line_names_the_url(capsys, client, upstreams, alice):
     upstreams.router.routes["auth"].side_effect = httpx.ConnectError("refused")
     response = await client.get("/api/conversations", headers=alice)
     assert response.status_code == 503
     assert response.json() == {"detail": "Auth service unavailable"}
+    [failed] = [line for line in log_lines(capsys) if line["event"] == "upstream_failed"]
+    assert failed["url"] == f"{AUTH_URL}/auth/validate"
 
 
 async def test_auth_service_rejecting_our_key_is_502(client, upstreams, alice):

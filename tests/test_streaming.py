@@ -9,9 +9,9 @@ import uuid
 import httpx
 import pytest
 
-from .conftest import eventually, new_conversation
+from .conftest import eventually, log_lines, new_conversation
 from .sse import parse, positions, post_stream, tokens
-from .support.upstreams import sse, token_events
+from .support.upstreams import INFERENCE_URL, sse, token_events
 
 
 async def rows(db, cid):
@@ -182,10 +182,12 @@ async def test_upstream_error_status(client, alice, upstreams, db):
     assert events[0].data == {"error": "Inference service answered 500"}
 
 
-async def test_upstream_unreachable(client, alice, upstreams, db):
+async def test_upstream_unreachable(capsys, client, alice, upstreams, db):
     upstreams.router.routes["generate"].side_effect = httpx.ConnectError("refused")
     events = await failing_answer(client, alice, upstreams, db)
     assert events[0].data == {"error": "Inference service unavailable"}
+    [failed] = [line for line in log_lines(capsys) if line["event"] == "upstream_failed"]
+    assert failed["url"] == f"{INFERENCE_URL}/generate"
 
 
 async def test_upstream_silent_past_read_timeout(client, alice, upstreams, db):

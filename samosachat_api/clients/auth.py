@@ -30,7 +30,8 @@ class AuthClient:
             with metrics.AUTH_CALL_SECONDS.time():
                 response = await self._http.post("/auth/validate", json={"token": token})
         except httpx.TransportError as exc:
-            raise _failure("unreachable", UpstreamUnavailable("Auth service unavailable"), cause=type(exc).__name__) from None
+            error = UpstreamUnavailable("Auth service unavailable")
+            raise _failure("unreachable", error, url=str(exc.request.url), cause=type(exc).__name__) from None
         if response.status_code == 401:
             return None
         if response.status_code == 403:

@@ -43,10 +43,11 @@ class InferenceClient:
                         await _read_to_end(body)
                         return
                 raise _failure("incomplete", UpstreamError("Inference stream ended before it was done"))
-        except httpx.TimeoutException:
-            raise _failure("timeout", UpstreamUnavailable("Inference service timed out")) from None
-        except httpx.ConnectError:
-            raise _failure("unreachable", UpstreamUnavailable("Inference service unavailable")) from None
+        except httpx.TimeoutException as exc:
+            raise _failure("timeout", UpstreamUnavailable("Inference service timed out"), url=str(exc.request.url)) from None
+        except httpx.ConnectError as exc:
+            error = UpstreamUnavailable("Inference service unavailable")
+            raise _failure("unreachable", error, url=str(exc.request.url), cause=type(exc).__name__) from None
         except (httpx.TransportError, httpx.DecodingError) as exc:
             raise _failure("broken_stream", UpstreamError("Inference stream broke off"), cause=type(exc).__name__) from None
 
@@ -62,7 +63,7 @@ class InferenceClient:
             response = await self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             error = UpstreamUnavailable("Inference service unavailable")
-            raise _failure("unreachable", error, path=path, cause=type(exc).__name__) from None
+            raise _failure("unreachable", error, url=str(exc.request.url), cause=type(exc).__name__) from None
         status = response.status_code
         if status in (401, 403):
             error = UpstreamError("Inference service refused this service's credentials")

@@ -1,27 +1,70 @@
-"""`python -m dev`, as a newcomer runs it: a busy port, then SIGTERM or SIGHUP, which must stop
-everything it started."""
+"""`python -m dev`, as a newcomer runs it on a machine with Python alone: an embedded PostgreSQL
+whose data stays between runs, a busy port, then Ctrl-C, SIGTERM or SIGHUP, which must stop
+everything it started (the database server included) and leave nothing in the temporary directory."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
-from dev.processes import ROOT
+from dev.processes import ROOT, stand_ins
+
+STOP_SECONDS = 10
+OVERRIDES = ("DATABASE_URL", "REDIS_URL", "AUTH_SERVICE_URL", "INFERENCE_SERVICE_URL", "INTERNAL_API_KEY")
 
 
-def read_until_token(process: subprocess.Popen, timeout: float = 60) -> str:
-    deadline, out = time.monotonic() + timeout, ""
-    while "export TOKEN=" not in out:
-        assert time.monotonic() < deadline and process.poll() is None, out
-        out += process.stdout.readline()
-    return out + process.stdout.readline()
+class TryIt:
+    """One run of `python -m dev` in a data folder and a temporary directory of the test's own."""
+
+    def __init__(self, data_dir: Path, tmp: Path, *args: str, **env: str) -> None:
+        clean = {name: value for name, value in os.environ.items() if name not in OVERRIDES}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "dev", "--data-dir", str(data_dir), *args], cwd=ROOT, stdout=subprocess.PIPE,
+            text=True, start_new_session=True, env={**clean, "TMPDIR": str(tmp), **env},
+        )
+        try:
+            self.out = self._read_until_token()
+        except BaseException:
+            self.process.kill()
+            raise
+        self.base_url = re.search(r"chat API on (http://\S+)", self.out)[1]
+        self.token = re.search(r"export TOKEN=(\S+)", self.out)[1]
+        self.database = re.search(r"database: +(.+)", self.out)[1]
+        self.upstreams = re.findall(r"(http://\S+) \(stand-in\)", self.out)
+        self.headers = {"Authorization": f"Bearer {self.token}"}
+
+    def _read_until_token(self, timeout: float = 60) -> str:
+        deadline, out = time.monotonic() + timeout, ""
+        while "export TOKEN=" not in out:
+            assert time.monotonic() < deadline and self.process.poll() is None, out
+            out += self.process.stdout.readline()
+        return out
+
+    def stop(self, signum: int = signal.SIGTERM) -> float:
+        """Signal it (SIGINT to the whole group, as Ctrl-C does in a terminal); seconds to exit."""
+        started = time.monotonic()
+        if signum == signal.SIGINT:
+            os.killpg(self.process.pid, signum)
+        else:
+            self.process.send_signal(signum)
+        assert self.process.wait(timeout=45) == 0
+        return time.monotonic() - started
+
+    def conversations(self, headers: dict[str, str] | None = None) -> list[dict]:
+        """The list of the user of `headers` (default: this run's printed token)."""
+        response = httpx.get(f"{self.base_url}/api/conversations", headers=headers or self.headers, timeout=10)
+        assert response.status_code == 200, response.text
+        return response.json()["items"]
 
 
 def refused(url: str) -> bool:
@@ -32,29 +75,71 @@ def refused(url: str) -> bool:
     return False
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
-def test_busy_port_then_a_signal_stops_everything(signum):
+def embedded_postgres_running(data_dir: Path) -> bool:
+    pid_file = data_dir / "postgres" / "postmaster.pid"
+    if not pid_file.exists():
+        return False
+    try:
+        os.kill(int(pid_file.read_text().split()[0]), 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def tmp() -> Path:
+    """An empty temporary directory for the run, on a short path: Sanic's manager puts a Unix
+    socket in it, whose path may not exceed 107 bytes."""
+    return Path(tempfile.mkdtemp(prefix="try-"))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_busy_port_then_a_signal_stops_everything(signum, tmp_path, tmp):
     with socket.socket() as busy:
         busy.bind(("0.0.0.0", 0))
         busy.listen()
         taken = busy.getsockname()[1]
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dev", "--port", str(taken)], cwd=ROOT, stdout=subprocess.PIPE, text=True
-        )
-        try:
-            out = read_until_token(process)
-        except BaseException:
-            process.kill()
-            raise
-    assert f"port {taken} is taken; using" in out
-    base_url = re.search(r"chat API on (http://\S+)", out)[1]
-    upstreams = re.findall(r"stand-in \w+ (http://\S+),", out)
-    token = re.search(r"export TOKEN=(\S+)", out)[1]
-    assert not base_url.endswith(f":{taken}")
-    listed = httpx.get(f"{base_url}/api/conversations", headers={"Authorization": f"Bearer {token}"}, timeout=10)
-    assert listed.status_code == 200
+        run = TryIt(tmp_path / "data", tmp, "--port", str(taken))
+    assert f"port {taken} is taken; using" in run.out
+    assert not run.base_url.endswith(f":{taken}")
+    assert run.database.startswith("embedded PostgreSQL")
+    assert len(run.upstreams) == 2
+    assert run.conversations() == []
+    assert embedded_postgres_running(tmp_path / "data")
 
-    process.send_signal(signum)
-    assert process.wait(timeout=45) == 0
-    for url in (f"{base_url}/api/health", *upstreams):
+    assert run.stop(signum) < STOP_SECONDS
+    for url in (f"{run.base_url}/api/health", *run.upstreams):
         assert refused(url), url
+    assert not embedded_postgres_running(tmp_path / "data")
+    assert list(tmp.iterdir()) == []
+
+
+def test_the_data_stays_between_runs_and_fresh_starts_empty(tmp_path, tmp):
+    first = TryIt(tmp_path / "data", tmp)
+    created = httpx.post(f"{first.base_url}/api/conversations", json={"title": "kept"}, headers=first.headers, timeout=10)
+    assert created.status_code == 201
+    first.stop()
+
+    again = TryIt(tmp_path / "data", tmp)
+    assert [c["title"] for c in again.conversations(first.headers)] == ["kept"]
+    again.stop()
+
+    fresh = TryIt(tmp_path / "data", tmp, "--fresh")
+    assert fresh.conversations(first.headers) == []
+    fresh.stop()
+
+
+def test_variables_that_are_set_replace_the_embedded_parts(database_url, tmp_path, tmp):
+    with stand_ins(internal_key="own-key") as (auth_url, inference_url):
+        run = TryIt(
+            tmp_path / "data", tmp, DATABASE_URL=database_url, AUTH_SERVICE_URL=auth_url,
+            INFERENCE_SERVICE_URL=inference_url, INTERNAL_API_KEY="own-key",
+        )
+        assert run.database == "from DATABASE_URL"
+        assert run.upstreams == []  # no stand-ins of its own
+        assert f"{auth_url} (from AUTH_SERVICE_URL)" in run.out
+        assert run.conversations() == []  # the token was checked by this test's stand-in, with its key
+        calls = httpx.get(f"{auth_url}/stats", headers={"X-Internal-API-Key": "own-key"}, timeout=10).json()
+        assert calls["validate_calls"] == 1
+        run.stop()
+    assert not (tmp_path / "data" / "postgres").exists()
