@@ -20,8 +20,10 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 # Before anything makes a temporary file (samosachat_api.metrics does at import): the servers the
-# tests start inherit it too.
-TEMPORARY = tempfile.mkdtemp(prefix="samosachat-tests-")
+# tests start inherit it too. Each process's directly in the system's one, never nested in the one
+# an xdist worker inherits: Sanic puts Unix sockets in it, whose paths may not exceed 107 bytes.
+SYSTEM_TEMPORARY = os.environ.setdefault("SAMOSACHAT_SYSTEM_TMPDIR", tempfile.gettempdir())
+TEMPORARY = tempfile.mkdtemp(prefix="samosachat-tests-", dir=SYSTEM_TEMPORARY)
 os.environ["TMPDIR"] = tempfile.tempdir = TEMPORARY
 
 import asyncpg
