@@ -20,10 +20,11 @@ from ..models import Conversation
 # every few seconds, stays with Tortoise.
 CLAIM = """
 UPDATE conversations SET answer_lease_owner = $1, answer_lease_until = $2
-WHERE id = $3 AND (answer_lease_until IS NULL OR answer_lease_until < $4 OR answer_lease_owner LIKE $5)
+WHERE id = $3 AND user_id = $6 AND (answer_lease_until IS NULL OR answer_lease_until < $4 OR answer_lease_owner LIKE $5)
   AND (SELECT COUNT(*) FROM conversations WHERE user_id = $6 AND answer_lease_until >= $4) < $7
 """
 RUNNING_FOR_USER = "SELECT COUNT(*) AS running FROM conversations WHERE user_id = $1 AND answer_lease_until >= $2"
+# Not scoped by user: only this process's own lease (`<process>:<answer>`), taken by CLAIM, which is.
 RELEASE = """
 UPDATE conversations SET answer_lease_owner = NULL, answer_lease_until = NULL WHERE id = $1 AND answer_lease_owner = $2
 """
@@ -45,6 +46,7 @@ async def running_for_user(user_id: UUID) -> int:
 
 async def renew(process: str, seconds: float) -> None:
     """Extend every lease this process holds."""
+    # Not scoped by user: the leases of every user's answers this process generates.
     await Conversation.filter(answer_lease_owner__startswith=f"{process}:").update(
         answer_lease_until=now() + timedelta(seconds=seconds)
     )

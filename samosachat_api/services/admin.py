@@ -21,6 +21,7 @@ NO_PROFILE = {"email": None, "name": None, "provider": None, "created_at": None,
 
 async def users_page(limit: int, offset: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """A page of users, most recent login first, with their counts; and the totals of everyone."""
+    # Not scoped by user, like the helpers below: the admin listing counts every user's conversations.
     if await _has_users_table():
         _, profiles = await connections.get("default").execute_query(USERS_PAGE, [limit, offset])
         profiles = [dict(row) for row in profiles]

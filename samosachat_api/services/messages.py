@@ -21,10 +21,13 @@ RECENT = """
 SELECT messages.* FROM messages JOIN conversations ON conversations.id = messages.conversation_id
 WHERE messages.conversation_id = $1 AND conversations.user_id = $2 ORDER BY messages.created_at DESC LIMIT $3
 """
+# Only into a conversation of the answer's owner ($11). Written with WITH, so that Tortoise counts
+# the rows it returns (for an INSERT it reads the OID of `INSERT 0 1`): hence RETURNING id.
 INSERT_ANSWER = """
+WITH owned AS (SELECT id FROM conversations WHERE id = $2 AND user_id = $11)
 INSERT INTO messages (id, conversation_id, role, content, status, token_count, inference_time_ms,
                       time_to_first_token_ms, model_tag, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+SELECT $1, id, $3, $4, $5, $6, $7, $8, $9, $10 FROM owned RETURNING id
 """
 TOUCH = "UPDATE conversations SET updated_at = $1 WHERE id = $2 AND user_id = $3"
 # The title is decided here, so that a rename made meanwhile in another tab wins; NULL keeps it.
@@ -159,11 +162,13 @@ async def store_answer(answer: StoredAnswer) -> bool:
     try:
         async with in_transaction() if answer.replaces else contextlib.nullcontext() as connection:
             stored_at = now()
-            await sql.execute(
+            inserted = await sql.execute(
                 INSERT_ANSWER, answer.id, conversation_id, Role.ASSISTANT.value, answer.content, answer.status.value,
                 answer.token_count, answer.inference_time_ms, answer.time_to_first_token_ms, answer.model_tag, stored_at,
-                connection=connection,
+                owner, connection=connection,
             )
+            if not inserted:
+                return False
             if answer.replaces is not None:
                 await Message.in_conversation_of(owner, conversation_id).filter(id=answer.replaces).delete()
             await sql.execute(TOUCH, stored_at, conversation_id, owner, connection=connection)
