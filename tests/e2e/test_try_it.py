@@ -93,40 +93,38 @@ def tmp() -> Path:
     return Path(tempfile.mkdtemp(prefix="try-"))
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
-def test_busy_port_then_a_signal_stops_everything(signum, tmp_path, tmp):
+def assert_all_stopped(run: TryIt, signum: int, data_dir: Path, tmp: Path) -> None:
+    assert run.stop(signum) < STOP_SECONDS
+    for url in (f"{run.base_url}/api/health", *run.upstreams):
+        assert refused(url), url
+    assert not embedded_postgres_running(data_dir)
+    assert list(tmp.iterdir()) == []
+
+
+def test_kept_data_fresh_starts_and_every_signal_stops_everything(tmp_path, tmp):
+    """Three runs on one data folder, each stopped another way: Ctrl-C, SIGTERM, SIGHUP."""
+    data_dir = tmp_path / "data"
     with socket.socket() as busy:
         busy.bind(("0.0.0.0", 0))
         busy.listen()
         taken = busy.getsockname()[1]
-        run = TryIt(tmp_path / "data", tmp, "--port", str(taken))
-    assert f"port {taken} is taken; using" in run.out
-    assert not run.base_url.endswith(f":{taken}")
-    assert run.database.startswith("embedded PostgreSQL")
-    assert len(run.upstreams) == 2
-    assert run.conversations() == []
-    assert embedded_postgres_running(tmp_path / "data")
-
-    assert run.stop(signum) < STOP_SECONDS
-    for url in (f"{run.base_url}/api/health", *run.upstreams):
-        assert refused(url), url
-    assert not embedded_postgres_running(tmp_path / "data")
-    assert list(tmp.iterdir()) == []
-
-
-def test_the_data_stays_between_runs_and_fresh_starts_empty(tmp_path, tmp):
-    first = TryIt(tmp_path / "data", tmp)
+        first = TryIt(data_dir, tmp, "--port", str(taken))
+    assert f"port {taken} is taken; using" in first.out
+    assert not first.base_url.endswith(f":{taken}")
+    assert first.database.startswith("embedded PostgreSQL")
+    assert len(first.upstreams) == 2
+    assert embedded_postgres_running(data_dir)
     created = httpx.post(f"{first.base_url}/api/conversations", json={"title": "kept"}, headers=first.headers, timeout=10)
     assert created.status_code == 201
-    first.stop()
+    assert_all_stopped(first, signal.SIGINT, data_dir, tmp)
 
-    again = TryIt(tmp_path / "data", tmp)
+    again = TryIt(data_dir, tmp)
     assert [c["title"] for c in again.conversations(first.headers)] == ["kept"]
-    again.stop()
+    assert_all_stopped(again, signal.SIGTERM, data_dir, tmp)
 
-    fresh = TryIt(tmp_path / "data", tmp, "--fresh")
+    fresh = TryIt(data_dir, tmp, "--fresh")
     assert fresh.conversations(first.headers) == []
-    fresh.stop()
+    assert_all_stopped(fresh, signal.SIGHUP, data_dir, tmp)
 
 
 def test_variables_that_are_set_replace_the_embedded_parts(database_url, tmp_path, tmp):
