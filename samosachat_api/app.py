@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sanic import Sanic
+from sanic.exceptions import RequestCancelled
 from tortoise.contrib.sanic import register_tortoise
 
 from . import blueprints, metrics
@@ -45,6 +46,9 @@ def create_app(*, settings: Settings | None = None) -> Sanic:
         REQUEST_MAX_SIZE=MAX_BODY_BYTES,
         ACCESS_LOG=False,  # log_access writes the access line, with trace_id and user_id
         MOTD=False,
+        # Sanic rewrites its HTTP code at start-up to leave out an empty Alt-Svc header, but not
+        # in debug mode (`sanic --dev`) unless asked to.
+        TOUCHUP=True,
         FALLBACK_ERROR_FORMAT="json",
         # Open streams may outlive the answers' deadline by the time it takes to store them.
         GRACEFUL_SHUTDOWN_TIMEOUT=settings.graceful_shutdown_timeout + STORE_GRACE_SECONDS,
@@ -68,6 +72,7 @@ def create_app(*, settings: Settings | None = None) -> Sanic:
     app.blueprint([blueprints.health, blueprints.api])
     app.on_request(bind_request_context, priority=1)  # first: the API group's authentication logs with it
     app.error_handler.add(Exception, render_error)
+    app.error_handler.add(RequestCancelled, render_error)  # a CancelledError, not an Exception
     app.register_middleware(log_access, "response")
     if settings.metrics_enabled:
         _add_metrics(app)

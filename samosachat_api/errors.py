@@ -1,7 +1,8 @@
 """Errors the service answers with, and the one handler that renders them as JSON.
 
 SanicException
- ├── BadRequest (400)              sanic: unreadable JSON; sanic-ext ValidationError: bad fields
+ ├── BadRequest (400)              sanic: a malformed request; a bad header value
+ │    ├── InvalidInput             inputs.py: a body or query string its model refuses
  │    └── NothingToAnswer          regenerate without a user message
  ├── Unauthorized (401)            missing, malformed or rejected bearer token
  ├── Forbidden (403)               non-admin asking for an admin route
@@ -20,16 +21,12 @@ SanicException
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncpg
-import pydantic
 import structlog
 from sanic import Request, json
 from sanic.constants import HTTP_METHODS
-from sanic.exceptions import BadRequest, MethodNotAllowed, NotFound, SanicException
+from sanic.exceptions import BadRequest, MethodNotAllowed, NotFound, RequestCancelled, SanicException
 from sanic.response import HTTPResponse
-from sanic_ext.exceptions import ValidationError
 
 log = structlog.get_logger(__name__)
 
@@ -100,32 +97,6 @@ DATABASE_ERRORS = (
 )
 
 
-# pydantic's messages for these name the Python class ("...instance of SendMessage").
-_OBJECT_EXPECTED = {"model_type", "model_attributes_type", "dict_type", "dataclass_type"}
-
-
-def parse_input(model: type[pydantic.BaseModel], data: Any, json: bool = False) -> Any:
-    """`model` validated from request input (strictly for JSON), refused as sanic-ext's @validate
-    refuses it: 400. (A response model that fails is this service's bug, and stays a 500.)"""
-    try:
-        return model.model_validate_json(data, strict=True) if json else model.model_validate(data)
-    except pydantic.ValidationError as exc:
-        raise ValidationError(_validation_detail(exc)) from None
-
-
-def _validation_detail(exc: Exception) -> str:
-    """A one-line account of what pydantic rejected (sanic-ext chains it as __context__)."""
-    cause = exc if isinstance(exc, pydantic.ValidationError) else exc.__context__
-    if not isinstance(cause, pydantic.ValidationError):
-        return str(exc)
-    problems = []
-    for error in cause.errors(include_url=False):
-        where = ".".join(str(part) for part in error["loc"]) or "body"
-        message = "Input should be a JSON object" if error["type"] in _OBJECT_EXPECTED else error["msg"]
-        problems.append(f"{where}: {message}")
-    return "Invalid request: " + "; ".join(problems)
-
-
 def _allowed_methods(request: Request) -> str:
     """The Allow header sanic-routing leaves out of 405s on routes with path parameters."""
     allowed = []
@@ -138,14 +109,22 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(allowed)
 
 
-def render_error(request: Request, exc: Exception) -> HTTPResponse:
+# nginx's status for a request whose client left before the answer: neither the service's fault
+# nor a response anyone reads. The access line logs it, at info.
+CLIENT_CLOSED_REQUEST = 499
+
+
+def render_error(request: Request, exc: BaseException) -> HTTPResponse:
+    if isinstance(exc, RequestCancelled):
+        return HTTPResponse(status=CLIENT_CLOSED_REQUEST)
     cause = {}
     if isinstance(exc, DATABASE_ERRORS):
         cause, exc = {"cause": type(exc).__name__}, DatabaseUnavailable()
     if not isinstance(exc, SanicException):
         log.exception("unhandled_error", error=type(exc).__name__)
         return json({"detail": "Internal server error"}, status=500)
-    detail = _validation_detail(exc) if exc.status_code == 400 else str(exc) or exc.message
+    # The router's own 404 leaves the path out when it is "/".
+    detail = f"Requested URL {request.path} not found" if type(exc) is NotFound else str(exc) or exc.message
     level = log.error if cause else log.warning
     level("request_failed", status=exc.status_code, error=type(exc).__name__, detail=detail, **cause)
     headers = dict(exc.headers or {})

@@ -1,6 +1,7 @@
 """Request bodies and query parameters: validated by sanic-ext, described in the OpenAPI spec.
 
-Bodies are validated strictly (`@validate(..., strict=True)`): "5" is not a number, true is not 1.
+Bodies are validated strictly (inputs.parse_body): "5" is not a number, true is not 1, NaN is not a
+number at all.
 Optional fields also accept null, as the old service did; the spec says so with OpenAPI 3.0's
 `nullable` (sanic-ext publishes 3.0, where JSON Schema's `{"type": "null"}` does not exist).
 """
@@ -17,7 +18,7 @@ from pydantic_core import core_schema
 from sanic import Request
 from sanic_ext import openapi
 
-from .errors import parse_input
+from .inputs import NO_NUL, parse_query
 
 
 class _OpenAPI30(GenerateJsonSchema):
@@ -28,13 +29,11 @@ class _OpenAPI30(GenerateJsonSchema):
 class Model(BaseModel):
     """Models whose JSON schema is OpenAPI 3.0."""
 
+    model_config = ConfigDict(allow_inf_nan=False)
+
     @classmethod
     def model_json_schema(cls, *args, schema_generator=_OpenAPI30, **kwargs):
         return super().model_json_schema(*args, schema_generator=schema_generator, **kwargs)
-
-
-# PostgreSQL text cannot hold NUL characters; saying so in the schema keeps the contract exact.
-NO_NUL = r"^[^\x00]*$"
 
 
 def Text(min_length: int = 0, max_length: int | None = None):  # noqa: N802 - used like a type
@@ -42,16 +41,13 @@ def Text(min_length: int = 0, max_length: int | None = None):  # noqa: N802 - us
 
 
 class ListQuery(Model):
-    model_config = ConfigDict(extra="forbid")  # a misspelt parameter is an error, not silently ignored
-
     limit: int = Field(50, ge=1, le=200)
     offset: int = Field(0, ge=0, le=2**31 - 1)
 
     @classmethod
     def from_request(cls, request: Request) -> ListQuery:
-        """The sanic-ext dependency behind a `query: ListQuery` argument. Unlike `request.args`
-        (and so @validate), keeps blank values: `?limit=` is an error, not 50."""
-        return parse_input(cls, dict(request.get_query_args(keep_blank_values=True)))
+        """The sanic-ext dependency behind a `query: ListQuery` argument."""
+        return parse_query(cls, request)
 
 
 @openapi.component

@@ -25,6 +25,9 @@ from urllib.parse import urlsplit, urlunsplit
 SYSTEM_TEMPORARY = os.environ.setdefault("SAMOSACHAT_SYSTEM_TMPDIR", tempfile.gettempdir())
 TEMPORARY = tempfile.mkdtemp(prefix="samosachat-tests-", dir=SYSTEM_TEMPORARY)
 os.environ["TMPDIR"] = tempfile.tempdir = TEMPORARY
+# The metrics of this process's own: xdist workers inherit the controller's environment, and a
+# directory shared would add up every process's requests.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="metrics-")
 
 import asyncpg
 import httpx

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import httpx
@@ -10,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dev.processes import stand_ins, web_service
 
+from .conftest import eventually, log_lines
 from .sse import parse
 from .support.upstreams import sse, token_events
 
@@ -65,6 +67,39 @@ async def test_counts_requests_answers_tokens_and_auth(client, alice, upstreams)
     assert delta("chat_api_auth_cache_total", result="hit") == 5
     assert delta("chat_api_auth_call_duration_seconds_count") == 2
     assert delta("chat_api_upstream_errors_total", service="inference", kind="status") == 1
+
+
+ABANDONED = {  # what the client sent before it closed: the request's method and route label
+    "headers": (b"POST /api/conversations HTTP/1.1\r\nHost: x\r\nContent-Le", "OTHER", "unmatched"),
+    "body": (b'POST /api/conversations HTTP/1.1\r\nContent-Length: 100\r\n\r\n{"t', "POST", "/api/conversations"),
+    "handler": (b"GET /api/conversations HTTP/1.1\r\nAuthorization: Bearer {token}\r\n\r\n", "GET", "/api/conversations"),
+}
+
+
+@pytest.mark.parametrize("sent,method,route", ABANDONED.values(), ids=ABANDONED.keys())
+async def test_a_request_its_client_abandoned_is_a_499_logged_once_at_info(capsys, client, app, upstreams, sent, method, route):
+    token, _ = upstreams.add_user()
+    upstreams.auth_delay = 0.5  # the handler is still waiting for the auth service when the client leaves
+    before = await scrape(client)
+    log_lines(capsys)  # what came before
+    _, writer = await asyncio.open_connection("127.0.0.1", app.ctx.test_port)
+    writer.write(sent.replace(b"{token}", token.encode()))
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.close()
+    lines = []
+
+    async def logged_499():
+        lines.extend(log_lines(capsys))
+        return any(line.get("status") == 499 for line in lines)
+
+    assert await eventually(logged_499)
+    after = await scrape(client)
+
+    assert [(line["event"], line["level"]) for line in lines if line.get("status") == 499] == [("request", "info")], lines
+    assert not [line for line in lines if line["event"] in ("request_failed", "unhandled_error") or line["level"] == "error"], lines
+    counted = {labels for (name, labels), total in after.items() if name == "chat_api_requests_total" and total != before.get((name, labels))}
+    assert counted == {(("method", method), ("route", route), ("status", "499"))} | {(("method", "GET"), ("route", "/metrics"), ("status", "200"))}
 
 
 async def test_labels_are_route_templates_not_paths(client, alice):

@@ -161,7 +161,7 @@ async def test_admin_users_join_the_auth_services_table(users_table, client, ali
     assert [u["email"] for u in page["items"]] == ["alice@example.com"] and page["totals"]["users"] == 2
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "offset=-1", "limit=", "page=2"])
+@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "offset=-1", "limit="])
 async def test_admin_users_query_is_bounded(client, boss, query):
     response = await client.get(f"/api/admin/users?{query}", headers=boss)
     assert response.status_code == 400 and set(response.json()) == {"detail"}

@@ -9,7 +9,7 @@ import orjson
 from pydantic import BaseModel
 from sanic import Request
 from sanic.response import HTTPResponse
-from sanic_ext import openapi, validate
+from sanic_ext import openapi
 from sanic_ext.extensions.openapi.definitions import (
     Component,
     Parameter,
@@ -18,7 +18,7 @@ from sanic_ext.extensions.openapi.definitions import (
 )
 from sanic_ext.extensions.openapi.types import Schema
 
-from ..errors import parse_input
+from ..inputs import parse_body
 from ..schemas import ErrorOut
 
 BEARER = {"bearer": []}
@@ -74,25 +74,25 @@ def api_route(
     optional_body: type[BaseModel] | None = None,
     **definition: Any,
 ):
-    """An API route's OpenAPI description (bearer-secured), and strict validation of its JSON
-    body by the model the description shows ("5" is not a number), passed as `body`. An
-    `optional_body` may also be left out: the handler then gets the model's defaults."""
+    """An API route's OpenAPI description (bearer-secured), and its JSON body read by the model
+    the description shows, passed to the handler as `body`. An `optional_body` may also be left
+    out: the handler then gets the model's defaults."""
 
     def decorate(handler):
         described = None
         if body is not None:
-            handler, described = validate(json=body, strict=True)(handler), json_body(body)
+            handler, described = _reads_body(body, handler, required=True), json_body(body)
         if optional_body is not None:
-            handler, described = _with_optional_body(optional_body, handler), json_body(optional_body, required=False)
+            handler, described = _reads_body(optional_body, handler, required=False), json_body(optional_body, required=False)
         return openapi.definition(summary=summary, body=described, response=response, secured=BEARER, **definition)(handler)
 
     return decorate
 
 
-def _with_optional_body(model: type[BaseModel], handler):
+def _reads_body(model: type[BaseModel], handler, required: bool):
     @functools.wraps(handler)
     async def with_body(request: Request, *args: Any, **kwargs: Any):
-        body = parse_input(model, request.body, json=True) if request.body else model()
+        body = parse_body(model, request.body, required=required)
         return await handler(request, *args, body=body, **kwargs)
 
     return with_body

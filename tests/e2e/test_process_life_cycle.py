@@ -1,6 +1,6 @@
 """The processes as they are run: the Procfile's `web:` (exec'd, so a platform's signal reaches
 Sanic itself) and `sanic ... --dev` stopped with Ctrl-C (quiet: one access line per request, one
-shutdown line, no stray traceback)."""
+shutdown line, no stray traceback). Neither sends an empty header."""
 
 from __future__ import annotations
 
@@ -17,10 +17,17 @@ import httpx
 from dev.processes import ROOT, free_port, wait_until_up, web_service
 
 
+def assert_no_header_is_empty(base_url: str) -> None:
+    for path in ("/api/health", "/nope"):
+        response = httpx.get(base_url + path)
+        assert all(value.strip() for value in response.headers.values()), response.headers  # Sanic's alt-svc
+
+
 def test_the_web_command_is_sanic_itself_not_a_shell(database_url, tmp_path):
-    with web_service(database_url, "http://127.0.0.1:9", "http://127.0.0.1:9", tmp_path / "web.log") as (process, _):
+    with web_service(database_url, "http://127.0.0.1:9", "http://127.0.0.1:9", tmp_path / "web.log") as (process, base_url):
         command = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
         assert any(part.endswith(b"/sanic") for part in command[:2]), command  # not `sh -c "sanic ..."`
+        assert_no_header_is_empty(base_url)
 
 
 def test_ctrl_c_on_the_dev_server_is_quiet(database_url):
@@ -34,8 +41,8 @@ def test_ctrl_c_on_the_dev_server_is_quiet(database_url):
     )
     try:
         wait_until_up(f"http://127.0.0.1:{port}/api/health", process)
-        for _ in range(3):
-            httpx.get(f"http://127.0.0.1:{port}/api/health")
+        assert_no_header_is_empty(f"http://127.0.0.1:{port}")
+        httpx.get(f"http://127.0.0.1:{port}/api/health")
         time.sleep(0.3)
     finally:
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole group
