@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.processes import OUT, ROOT, Server, cpu_seconds, kill_group, tree
+from bench.processes import OUT, ROOT, Server, cpu_seconds, tree
 from bench.report import Report
 
 
@@ -26,7 +26,7 @@ class Meter:
     CPU includes whatever else uses that server meanwhile.
     """
 
-    def __init__(self, server: Server, standin: psutil.Process | None, db_name: str,
+    def __init__(self, server: Server, standin: psutil.Process, db_name: str,
                  redis: psutil.Process | None = None) -> None:
         self.server, self.standin, self.db_name, self.redis = server, standin, db_name, redis
 
@@ -44,7 +44,7 @@ class Meter:
             "wall": time.monotonic(),
             "busy": sum(getattr(machine, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq", "steal")),
             "server": self.server.cpu_seconds(),
-            "stand-in": cpu_seconds(tree(self.standin)) if self.standin else 0.0,
+            "stand-in": cpu_seconds(tree(self.standin)),
             "client": me.user + me.system + me.children_user + me.children_system,  # wrk, py-spy: waited children
             "postgres": self._postgres_backends(),
         }
@@ -99,7 +99,8 @@ class Profiler:
                 try:
                     await asyncio.to_thread(process.wait, 30)
                 except subprocess.TimeoutExpired:
-                    kill_group(process)
+                    process.kill()
+                    process.wait()
                 if path.exists():
                     report.notes.append(f"profile of {phase}: {path.relative_to(ROOT)}")
                 else:

@@ -1,7 +1,8 @@
 """The benchmark's processes: the service's source, its database, Redis keys, the stand-ins and the `web:` service.
 
-Each is a context manager that leaves nothing behind (processes killed and reaped, database dropped,
-Redis keys deleted), whatever happened in between.
+The stand-ins and the `web:` service are started by dev/processes.py, as for the end-to-end tests.
+Each is a context manager that leaves nothing behind (processes stopped, database dropped, Redis
+keys deleted), whatever happened in between.
 """
 
 from __future__ import annotations
@@ -10,10 +11,7 @@ import contextlib
 import os
 import resource
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -26,12 +24,13 @@ import httpx
 import psutil
 import redis.asyncio
 
-ROOT = Path(__file__).resolve().parent.parent
+from dev import processes
+from dev.processes import ROOT
+
 OUT = ROOT / "bench" / "out"
 PG_SERVER = os.environ.get("BENCH_POSTGRES_URL", "postgres://root@127.0.0.1:5432")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 HOST = "127.0.0.1"
-INTERNAL_KEY = "bench-internal-key"
 
 
 def raise_open_file_limit() -> None:
@@ -63,12 +62,6 @@ def prioritise(pid: int, niceness: int | None) -> bool:
     return True
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def cpu_seconds(processes: Iterable[psutil.Process]) -> float:
     """User + system CPU seconds of these processes (one that is gone, or not ours to read, counts 0)."""
     total = 0.0
@@ -98,19 +91,6 @@ class Source:
     path: Path
     label: str
 
-    def procfile(self, kind: str) -> str:
-        for line in (self.path / "Procfile").read_text().splitlines():
-            if line.startswith(f"{kind}:"):
-                return line.split(":", 1)[1].strip()
-        raise LookupError(f"no {kind}: line in the Procfile")
-
-    def env(self, **extra: str) -> dict[str, str]:
-        """The environment of a process run from this source (its package first on the path)."""
-        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", **extra}
-        if self.path != ROOT:
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self.path), extra.get("PYTHONPATH", "")) if p)
-        return env
-
 
 def _git(*args: str) -> str:
     return subprocess.run(["git", "-C", str(ROOT), *args], check=True, capture_output=True, text=True).stdout.strip()
@@ -136,24 +116,46 @@ def source(ref: str | None) -> Iterator[Source]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    """PG_SERVER if something answers there, else an embedded PostgreSQL of the run's own, as the
+    tests choose (dev/embedded.py, which needs the `dev` extra)."""
+    try:
+        from dev import embedded
+    except ImportError:  # the `bench` extra alone: PG_SERVER it is
+        yield PG_SERVER
+        return
+    if embedded.reachable(PG_SERVER):
+        yield PG_SERVER
+        return
+    with tempfile.TemporaryDirectory(prefix="samosachat-bench-postgres-") as data_dir:
+        with embedded.postgres_server(Path(data_dir)) as server_url:
+            yield server_url
+
+
 @contextlib.asynccontextmanager
 async def database(src: Source) -> AsyncIterator[str]:
     """A database of its own, migrated with the Procfile's `release:` command; dropped at the end."""
     name = f"samosachat_bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(f"{PG_SERVER}/postgres")
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        url = f"{PG_SERVER}/{name}"
+    with postgres_server() as server_url:
+        admin = await asyncpg.connect(f"{server_url}/postgres")
         try:
-            done = subprocess.run(src.procfile("release"), shell=True, cwd=src.path, env=src.env(DATABASE_URL=url),
-                                  capture_output=True, text=True, timeout=120)
-            if done.returncode:
-                raise RuntimeError(f"release command failed: {(done.stdout + done.stderr)[-1500:]}")
-            yield url
+            await admin.execute(f'CREATE DATABASE "{name}"')
+            try:
+                url = f"{server_url}/{name}"
+                release(url, src)
+                yield url
+            finally:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+            await admin.close()
+
+
+def release(database_url: str, src: Source) -> None:
+    try:
+        processes.release(database_url, src.path)
+    except subprocess.CalledProcessError as exc:
+        raise RuntimeError(f"release command failed: {(exc.stdout + exc.stderr)[-1500:]}") from None
 
 
 @dataclass
@@ -192,49 +194,32 @@ async def redis_keys(url: str = REDIS_URL) -> AsyncIterator[RedisKeys]:
 
 
 @contextlib.contextmanager
-def stand_ins(kind: str, src: Source, niceness: int | None) -> Iterator[tuple[str, str, psutil.Process]]:
-    """fast: bench/standin.py (see its docstring for why); tests: dev/standins.py."""
-    auth_port, inference_port = free_port(), free_port()
-    tests_module = "dev.standins" if (src.path / "dev" / "standins.py").exists() else "tests.support.standins"  # older commits
-    module, cwd, env = ("bench.standin", ROOT, None) if kind == "fast" else (tests_module, src.path, src.env())
-    process = subprocess.Popen(
-        [sys.executable, "-m", module, "--auth-port", str(auth_port), "--inference-port", str(inference_port),
-         "--internal-key", INTERNAL_KEY],
-        cwd=cwd, env=env, stdout=subprocess.PIPE, start_new_session=True,
-    )
-    prioritise(process.pid, niceness)
-    try:
-        _readline_within(process, 30)
-        yield f"http://{HOST}:{auth_port}", f"http://{HOST}:{inference_port}", psutil.Process(process.pid)
-    finally:
-        kill_group(process)
+def stand_ins(niceness: int | None) -> Iterator[tuple[str, str, psutil.Process]]:
+    """dev/standins.py, from this working tree whatever the source: every commit meets the same stand-ins."""
+    with processes.stand_ins_process() as (process, auth_url, inference_url):
+        prioritise(process.pid, niceness)
+        yield auth_url, inference_url, psutil.Process(process.pid)
 
 
 @contextlib.contextmanager
-def web_service(src: Source, env: dict[str, str], log_path: Path, niceness: int | None,
-                ready_path: str = "/api/health") -> Iterator[tuple[subprocess.Popen, str]]:
-    """The Procfile's `web:` command with PORT and `env` (WEB_CONCURRENCY, the URLs...), as a PaaS runs it."""
-    port = free_port()
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(src.procfile("web"), shell=True, cwd=src.path, env=src.env(PORT=str(port), **env),
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    prioritise(process.pid, niceness)  # before Sanic starts its workers, which inherit it
-    try:
-        base_url = f"http://{HOST}:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
-                raise RuntimeError(f"the server did not start (exit status {process.poll()}); {log_path}:\n{tail}")
-            try:
-                if httpx.get(f"{base_url}{ready_path}", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        yield process, base_url
-    finally:
-        kill_group(process)
+def web_service(src: Source, database_url: str, auth_url: str, inference_url: str, log_path: Path,
+                niceness: int | None, ready: bool = False, **env: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """The Procfile's `web:` command from `src` with PORT and `env` (WEB_CONCURRENCY...), as a PaaS runs it;
+    `ready`: once its readiness route answers 200 too (the database, and Redis when it uses it)."""
+    with processes.web_service(database_url, auth_url, inference_url, log_path, root=src.path, **env) as (process, url):
+        # Its processes have the benchmark's own niceness already (inherited); this gives it to their session.
+        prioritise(process.pid, niceness)
+        if ready:
+            wait_until_ready(url)
+        yield process, url
+
+
+def wait_until_ready(base_url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while httpx.get(f"{base_url}/api/health/ready", timeout=5).status_code != 200:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{base_url}/api/health/ready did not answer 200")
+        time.sleep(0.1)
 
 
 def count_log_errors(path: Path) -> int:
@@ -244,49 +229,6 @@ def count_log_errors(path: Path) -> int:
             if b'"level": "error"' in line or b'"level": "critical"' in line or b'"level": "exception"' in line:
                 count += 1
     return count
-
-
-def _readline_within(process: subprocess.Popen, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    os.set_blocking(process.stdout.fileno(), False)
-    data = b""
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"stand-ins exited with {process.returncode}")
-        data += process.stdout.read() or b""
-        if b"\n" in data:
-            return data.decode()
-        time.sleep(0.05)
-    raise TimeoutError("stand-ins did not start")
-
-
-def become_subreaper() -> None:
-    """Adopt the orphans of our children (Sanic's processes once `sh` is gone), so that they are reaped."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-
-
-def kill_group(process: subprocess.Popen) -> None:
-    """SIGKILL the process group (the shell, Sanic's main process and its workers) and reap every one."""
-    try:
-        descendants = [p.pid for p in psutil.Process(process.pid).children(recursive=True)]
-    except psutil.Error:
-        descendants = []
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
-    deadline = time.monotonic() + 5
-    for pid in descendants:  # our children since become_subreaper(); not reaped by anyone else
-        while time.monotonic() < deadline:
-            try:
-                if os.waitpid(pid, os.WNOHANG)[0]:
-                    break
-            except ChildProcessError:
-                break
-            time.sleep(0.02)
 
 
 class Server:

@@ -48,8 +48,8 @@ import httpx  # noqa: E402
 
 from bench.measure import Meter, Profiler  # noqa: E402
 from bench.processes import (  # noqa: E402
-    INTERNAL_KEY, OUT, ROOT, Server, become_subreaper, count_log_errors, database, prioritise,
-    raise_open_file_limit, redis_keys, source, stand_ins, web_service,
+    OUT, ROOT, Server, count_log_errors, database, prioritise, raise_open_file_limit, redis_keys, source, stand_ins,
+    web_service,
 )
 from bench.report import Report, Row  # noqa: E402
 from bench.scenarios import crud, single, stream  # noqa: E402
@@ -79,8 +79,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="an extra environment variable for the servers (experiments, e.g. LOG_LEVEL=WARNING)")
     parser.add_argument("--db-params", metavar="QUERY",
                         help="appended to the servers' DATABASE_URL as ?QUERY (experiments, e.g. maxsize=20)")
-    parser.add_argument("--standins", choices=["fast", "tests"], default="fast",
-                        help="fast: bench/standin.py (default); tests: dev/standins.py")
     parser.add_argument("--profile", nargs="*", default=[], metavar="PHASE",
                         help="py-spy the worker during these phases: health, list, get, single, stream-N, "
                              "stream-redis-N (the busier of its two workers; figures of a profiled phase are "
@@ -118,7 +116,6 @@ async def run_phase(phase: str, service: Bench, with_redis) -> None:
 
 async def run(args: argparse.Namespace, report: Report) -> None:
     raise_open_file_limit()
-    become_subreaper()
     if args.niceness is not None and not prioritise(os.getpid(), args.niceness):
         report.notes.append(f"could not set niceness {args.niceness} (not root?): figures at normal priority")
         args.niceness = None
@@ -129,22 +126,22 @@ async def run(args: argparse.Namespace, report: Report) -> None:
         src = stack.enter_context(source(args.at))
         report.data["source"] = src.label
         db_url = await stack.enter_async_context(database(src))
-        auth_url, inference_url, standin = stack.enter_context(stand_ins(args.standins, src, args.niceness))
+        auth_url, inference_url, standin = stack.enter_context(stand_ins(args.niceness))
         profiler = Profiler(set(args.profile), args.profile_rate)
-        env = {"DATABASE_URL": f"{db_url}?{args.db_params}" if args.db_params else db_url,
-               "AUTH_SERVICE_URL": auth_url, "INFERENCE_SERVICE_URL": inference_url, "INTERNAL_API_KEY": INTERNAL_KEY}
+        service_db_url = f"{db_url}?{args.db_params}" if args.db_params else db_url
         extra_env = dict(item.split("=", 1) for item in args.server_env)
 
-        async def start(log_name: str, ready_path: str, redis_process=None, **service_env: str) -> Bench:
+        async def start(log_name: str, ready: bool, redis_process=None, **service_env: str) -> Bench:
             logs.append(OUT / log_name)
-            process, base_url = stack.enter_context(
-                web_service(src, {**env, **service_env, **extra_env}, logs[-1], args.niceness, ready_path))
+            env = {**service_env, **extra_env}
+            process, base_url = stack.enter_context(web_service(
+                src, service_db_url, auth_url, inference_url, logs[-1], args.niceness, ready, **env))
             http = await stack.enter_async_context(httpx.AsyncClient(base_url=base_url, timeout=30))
             server = Server(process, base_url)
             return Bench(args, report, server, int(inference_url.rsplit(":", 1)[1]), standin, db_url, http, profiler,
                          Meter(server, standin, db_url.rsplit("/", 1)[1], redis_process))
 
-        services = [await start("server.log", "/api/health", WEB_CONCURRENCY="1")]
+        services = [await start("server.log", ready=False, WEB_CONCURRENCY="1")]
 
         async def with_redis() -> Bench:
             """The second service (REDIS_URL, WEB_CONCURRENCY=2), started for the first stream-redis phase."""
@@ -154,7 +151,7 @@ async def run(args: argparse.Namespace, report: Report) -> None:
                 return services[1]
             keys = await stack.enter_async_context(redis_keys())  # left after the server using it is stopped
             redis_used.append(keys)
-            services.append(await start("server-redis.log", "/api/health/ready", keys.process,
+            services.append(await start("server-redis.log", ready=True, redis_process=keys.process,
                                         WEB_CONCURRENCY=str(stream.REDIS_WORKERS), REDIS_URL=keys.url,
                                         REDIS_KEY_PREFIX=keys.prefix))
             return services[1]
@@ -217,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"samosaChaat chat API benchmark — {time.strftime('%Y-%m-%d %H:%M', time.localtime(started))}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}, WEB_CONCURRENCY=1"
           + (f" (stream-redis: {stream.REDIS_WORKERS}, with REDIS_URL)" if redis else "")
-          + f", {args.standins} stand-ins, {wrk_version}, "
+          + f", {wrk_version}, "
           f"niceness {'normal' if args.niceness is None else args.niceness}, load average {load[0]:.1f} at the end")
     print(f"service: {report.data.get('source', '?')}"
           + "".join(f", {item}" for item in args.server_env)

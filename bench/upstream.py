@@ -1,5 +1,5 @@
 """The upstream client alone: N concurrent `/generate` streams (50 tokens at 50 tokens/s) read
-through `InferenceClient`, in this process, against the fast stand-in; CPU of this process per
+through `InferenceClient`, in this process, against the stand-in (dev/standins.py); CPU of this process per
 event. Compares the service's transport with httpx's default one, so that the choice in
 `samosachat_api/clients/_http.py` stays backed by figures.
 
@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import resource
-import subprocess
-import sys
 import time
 
 import httpx
@@ -22,9 +19,8 @@ import uvloop
 from samosachat_api.clients import InferenceClient
 from samosachat_api.clients._http import POOL_LIMITS, POOLS, TIMEOUT, PoolsTransport, upstream_transport
 
-from .processes import free_port
+from dev.processes import INTERNAL_KEY, stand_ins
 
-KEY = "bench-key"
 VARIANTS = {
     "httpx default: one pool, anyio": lambda: httpx.AsyncHTTPTransport(
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=100)
@@ -39,10 +35,10 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def measure(port: int, transport: httpx.AsyncBaseTransport, streams: int, rounds: int) -> tuple[list[float], float]:
+async def measure(url: str, transport: httpx.AsyncBaseTransport, streams: int, rounds: int) -> tuple[list[float], float]:
     """CPU µs per event of each round of `streams` concurrent answers, then per one-token answer."""
     async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{port}", headers={"X-Internal-API-Key": KEY}, timeout=TIMEOUT, transport=transport
+        base_url=url, headers={"X-Internal-API-Key": INTERNAL_KEY}, timeout=TIMEOUT, transport=transport
     ) as http:
         client = InferenceClient(http)
 
@@ -66,22 +62,13 @@ async def main() -> None:
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    port = free_port()
-    command = [sys.executable, "-m", "bench.standin", "--auth-port", str(free_port()), "--inference-port", str(port),
-               "--internal-key", KEY]
-    standin = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        standin.stdout.readline()  # "stand-ins ready"
+    with stand_ins() as (_, inference_url):
         print(f"{args.streams} concurrent streams x 50 tokens, {args.rounds} rounds; then 100 one-token answers in turn")
         print(f"{'transport':48} {'CPU µs per event, by round':>28}   {'CPU µs per one-token answer':>28}")
         for name, transport in VARIANTS.items():
-            per_event, single = await measure(port, transport(), args.streams, args.rounds)
+            per_event, single = await measure(inference_url, transport(), args.streams, args.rounds)
             print(f"{name:48} {' '.join(f'{v:8,.0f}' for v in per_event):>28}   {single:28,.0f}")
             time.sleep(1)
-    finally:
-        standin.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            standin.wait(10)
 
 
 if __name__ == "__main__":

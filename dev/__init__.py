@@ -4,5 +4,5 @@
 
 `standins.py`: stand-in auth and inference services (real HTTP servers that speak their contracts);
 `processes.py`: the service and the stand-ins as real processes, started as a PaaS starts them;
-`embedded.py`: PostgreSQL and Redis servers from pip packages. The tests use all three. Not part of the production package (it installs `samosachat_api` only).
+`embedded.py`: PostgreSQL and Redis servers from pip packages. The tests and the bench use them. Not part of the production package (it installs `samosachat_api` only).
 """

@@ -1,4 +1,8 @@
-"""The service and the stand-ins as real processes, started the way a PaaS starts them."""
+"""The service and the stand-ins as real processes, started the way a PaaS starts them.
+
+`root` is where the service's code is: this working tree, or (the benchmark's `--at`) a commit
+exported elsewhere, imported first through PYTHONPATH.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,24 +29,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def procfile_command(kind: str) -> str:
-    for line in (ROOT / "Procfile").read_text().splitlines():
+def procfile_command(kind: str, root: Path = ROOT) -> str:
+    for line in (root / "Procfile").read_text().splitlines():
         if line.startswith(f"{kind}:"):
             return line.split(":", 1)[1].strip()
     raise LookupError(kind)
 
 
-def server_environment(**variables: str) -> dict[str, str]:
-    """This environment with `variables`, and this virtual environment's commands first on PATH."""
+def server_environment(root: Path = ROOT, **variables: str) -> dict[str, str]:
+    """This environment with `variables`, this virtual environment's commands first on PATH, and the
+    code at `root` first on the import path."""
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    return {**os.environ, "PATH": path, **variables}
+    env = {**os.environ, "PATH": path, **variables}
+    if root != ROOT:  # this working tree is installed (editable): a copy elsewhere is not
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    return env
 
 
-def release(database_url: str) -> subprocess.CompletedProcess:
+def release(database_url: str, root: Path = ROOT) -> subprocess.CompletedProcess:
     """Run the Procfile's `release:` command (the migrations) against `database_url`, as a PaaS does."""
     return subprocess.run(
-        procfile_command("release"), shell=True, cwd=ROOT, env=server_environment(DATABASE_URL=database_url),
-        check=True, capture_output=True, text=True,
+        procfile_command("release", root), shell=True, cwd=root,
+        env=server_environment(root, DATABASE_URL=database_url), check=True, capture_output=True, text=True,
     )
 
 
@@ -86,8 +95,15 @@ def stop(process: subprocess.Popen, timeout: float = 30) -> None:
 
 
 @contextlib.contextmanager
-def stand_ins(auth_delay_ms: int = 0, internal_key: str = INTERNAL_KEY):
+def stand_ins(auth_delay_ms: int = 0, internal_key: str = INTERNAL_KEY) -> Iterator[tuple[str, str]]:
     """The stand-in auth and inference services (dev/standins.py); yields their two URLs."""
+    with stand_ins_process(auth_delay_ms, internal_key) as (_, auth_url, inference_url):
+        yield auth_url, inference_url
+
+
+@contextlib.contextmanager
+def stand_ins_process(auth_delay_ms: int = 0, internal_key: str = INTERNAL_KEY) -> Iterator[tuple[subprocess.Popen, str, str]]:
+    """`stand_ins()`, yielding their process too (the benchmark meters its CPU)."""
     auth_port, inference_port = free_port(), free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "dev.standins", "--auth-port", str(auth_port),
@@ -98,7 +114,7 @@ def stand_ins(auth_delay_ms: int = 0, internal_key: str = INTERNAL_KEY):
     try:
         if not process.stdout.readline().startswith(b"stand-ins ready"):
             raise RuntimeError(f"stand-ins did not start (exit status {process.wait()})")
-        yield f"http://127.0.0.1:{auth_port}", f"http://127.0.0.1:{inference_port}"
+        yield process, f"http://127.0.0.1:{auth_port}", f"http://127.0.0.1:{inference_port}"
     finally:
         stop(process)
 
@@ -106,21 +122,21 @@ def stand_ins(auth_delay_ms: int = 0, internal_key: str = INTERNAL_KEY):
 @contextlib.contextmanager
 def web_service(
     database_url: str, auth_url: str, inference_url: str, log_path: Path, port: int = 0,
-    internal_key: str = INTERNAL_KEY, **extra_env: str,
-):
+    internal_key: str = INTERNAL_KEY, root: Path = ROOT, **extra_env: str,
+) -> Iterator[tuple[subprocess.Popen, str]]:
     """The Procfile's `web:` command with PORT set, as a PaaS runs it, with a temporary directory
     of its own (Sanic's workers leave `pymp-*` folders there), removed when it stops."""
     port = port or free_port()
     with tempfile.TemporaryDirectory(prefix="samosachat-web-") as tmp, open(log_path, "wb") as log:
         env = server_environment(
-            PORT=str(port), DATABASE_URL=database_url, AUTH_SERVICE_URL=auth_url, INFERENCE_SERVICE_URL=inference_url,
+            root, PORT=str(port), DATABASE_URL=database_url, AUTH_SERVICE_URL=auth_url, INFERENCE_SERVICE_URL=inference_url,
             INTERNAL_API_KEY=internal_key, TMPDIR=tmp, **extra_env,
         )
         # Not this process's metrics directory (set when it imported samosachat_api.metrics):
         # the server's main process empties that directory when it starts.
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         process = subprocess.Popen(
-            procfile_command("web"), shell=True, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            procfile_command("web", root), shell=True, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         try:

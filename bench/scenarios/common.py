@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import time
-import uuid
 from dataclasses import dataclass
 
 import asyncpg
@@ -15,8 +14,9 @@ import psutil
 
 from bench import client
 from bench.measure import Meter, Profiler
-from bench.processes import HOST, INTERNAL_KEY, Server
+from bench.processes import HOST, Server
 from bench.report import Report
+from dev.processes import INTERNAL_KEY
 
 GENERATE_DEFAULTS = {"temperature": 0.8, "max_tokens": 1024, "top_k": 50}  # the service's defaults
 
@@ -27,7 +27,7 @@ class Bench:
     report: Report
     server: Server
     inference_port: int
-    standin: psutil.Process | None
+    standin: psutil.Process
     db_url: str
     http: httpx.AsyncClient
     profiler: Profiler
@@ -49,10 +49,6 @@ class Bench:
             json.dumps({"messages": [{"role": "user", "content": prompt}], **GENERATE_DEFAULTS}).encode(),
             {"X-Internal-API-Key": INTERNAL_KEY},
         )
-
-
-def new_token() -> str:
-    return f"user-{uuid.uuid4()}"  # what the auth stand-in accepts (dev/standins.py)
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -81,13 +77,10 @@ async def ask(http: httpx.AsyncClient, token: str, conversation_id: str, content
     raise RuntimeError("answer ended without done")
 
 
-async def upstream_connections(b: Bench) -> int | None:
-    """Connections the inference stand-in has accepted so far (bench/standin.py only)."""
-    try:
-        response = await b.http.get(f"http://{HOST}:{b.inference_port}/stats", headers={"X-Internal-API-Key": INTERNAL_KEY})
-        return response.json()["connections"]["inference"]
-    except (httpx.HTTPError, KeyError, TypeError, ValueError):
-        return None
+async def upstream_connections(b: Bench) -> int:
+    """Connections the inference stand-in has accepted so far."""
+    response = await b.http.get(f"http://{HOST}:{b.inference_port}/stats", headers={"X-Internal-API-Key": INTERNAL_KEY})
+    return response.json()["connections"]["inference"]
 
 
 async def stored_answers(db_url: str, conversation_ids: list[str], expected: int, wait: float = 5.0) -> int:

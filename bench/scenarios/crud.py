@@ -19,7 +19,8 @@ from bench import client
 from bench.measure import Meter
 from bench.processes import HOST, ROOT
 from bench.report import Row, ms, per_core, percentile, us, verdict
-from bench.scenarios.common import Bench, ask, bearer, create_conversations, new_token
+from bench.scenarios.common import Bench, ask, bearer, create_conversations
+from dev.standins import new_token
 
 READ_RPS_MIN = 2500  # GET /api/conversations and /{id}, on a 2-core machine with one worker
 READ_SHARE_OF_HEALTH_MIN = 0.25  # the same, as a share of GET /api/health in the same run
