@@ -9,8 +9,10 @@ from uuid import uuid4
 
 from tortoise import fields, migrations
 from tortoise.fields.base import OnDelete
+from tortoise.fields.db_defaults import Now
 from tortoise.indexes import Index
 from tortoise.migrations import operations as ops
+from tortoise.migrations.constraints import CheckConstraint
 
 from samosachat_api.migration_state import RecordModel
 from samosachat_api.models import Role
@@ -60,11 +62,11 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
                 ('user_id', fields.UUIDField()),
-                ('title', fields.CharField(default='New conversation', max_length=500)),
-                ('model_tag', fields.CharField(default='default', max_length=100)),
-                ('is_favorited', fields.BooleanField(default=False)),
-                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
-                ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
+                ('title', fields.CharField(default='New conversation', db_default='New conversation', max_length=500)),
+                ('model_tag', fields.CharField(default='default', db_default='default', max_length=100)),
+                ('is_favorited', fields.BooleanField(default=False, db_default=False)),
+                ('created_at', fields.DatetimeField(db_default=Now(), auto_now=False, auto_now_add=True)),
+                ('updated_at', fields.DatetimeField(db_default=Now(), auto_now=True, auto_now_add=False)),
             ],
             options={'table': 'conversations', 'app': 'models', 'indexes': [Index(fields=['user_id', 'updated_at'], name='ix_conversations_user_updated')], 'pk_attr': 'id'},
             bases=['Model'],
@@ -79,9 +81,12 @@ class Migration(migrations.Migration):
                 ('token_count', fields.IntField(null=True)),
                 ('model_tag', fields.CharField(null=True, max_length=100)),
                 ('inference_time_ms', fields.IntField(null=True)),
-                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('created_at', fields.DatetimeField(db_default=Now(), auto_now=False, auto_now_add=True)),
             ],
-            options={'table': 'messages', 'app': 'models', 'indexes': [Index(fields=['conversation_id', 'created_at'], name='ix_messages_conversation_created')], 'pk_attr': 'id'},
+            options={
+                'table': 'messages', 'app': 'models', 'indexes': [Index(fields=['conversation_id', 'created_at'], name='ix_messages_conversation_created')],
+                'constraints': [CheckConstraint(check="role IN ('user', 'assistant', 'system')", name='messages_role_check')], 'pk_attr': 'id',
+            },
             bases=['Model'],
         ),
     ]

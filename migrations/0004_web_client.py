@@ -28,10 +28,12 @@ class Migration(migrations.Migration):
                 'ALTER TABLE messages DROP COLUMN IF EXISTS status',
             ],
         ),
-        RecordField(model_name='Conversation', name='title_set_by_user', field=fields.BooleanField(default=False)),
+        RecordField(model_name='Conversation', name='title_set_by_user', field=fields.BooleanField(default=False, db_default=False)),
         RecordField(
             model_name='Message',
             name='status',
-            field=fields.CharEnumField(MessageStatus, default=MessageStatus.COMPLETE, max_length=20),
+            field=fields.CharEnumField(
+                MessageStatus, default=MessageStatus.COMPLETE, db_default=MessageStatus.COMPLETE, max_length=20
+            ),
         ),
     ]

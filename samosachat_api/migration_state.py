@@ -23,3 +23,7 @@ class RecordModel(_StateOnly, ops.CreateModel):
 
 class RecordField(_StateOnly, ops.AddField):
     """AddField for the migration state only."""
+
+
+class RecordConstraint(_StateOnly, ops.AddConstraint):
+    """AddConstraint for the migration state only."""
