@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-from sanic import Sanic
+from sanic import Blueprint, Sanic
 from sanic.exceptions import RequestCancelled
-from tortoise.contrib.sanic import register_tortoise
 
-from . import blueprints, metrics
+from . import admin, conversations, health, lifecycle, llm_models, messages
+from .metrics import routes as metrics_routes
 from .answers import STORE_GRACE_SECONDS, Answers, build_answers
-from .auth import (
-    Administrator,
-    Authenticator,
-    current_administrator,
-    current_user,
-    owned_conversation,
-)
-from .blueprints.metrics import record_request
 from .clients import AuthClient, AuthenticatedUser, InferenceClient, new_http_client
 from .errors import render_error
 from .logging import bind_request_context, configure_logging, log_access
-from .models import Conversation
-from .schemas import AdminUsersQuery, ListQuery
-from .settings import Settings, SettingsError, tortoise_config
-from .shutdown import drain_answers_on_shutdown
-from .streaming import Answering, store_salvaged
+from .messages.generation import store_salvaged
+from .settings import Settings, SettingsError
+from .web.auth import Administrator, Authenticator, authenticate, current_administrator, current_user
+from .web.schemas import ListQuery
+
+# The capabilities under /api, each a package with its blueprint (`bp`) and `register(app)`, which
+# adds what its handlers have injected. Every route of these needs a bearer token.
+API = (conversations, messages, llm_models, admin)
+# Made once: Sanic registers a blueprint on every app that asks (tests build several).
+api = Blueprint.group(*(capability.bp for capability in API), url_prefix="/api")
+api.middleware(authenticate, "request")
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -42,6 +40,23 @@ def create_app(*, settings: Settings | None = None) -> Sanic:
     configure_logging(settings.log_level)
 
     app = Sanic("samosachat_api", configure_logging=False)
+    _configure(app, settings)
+    _share(app, settings)
+    for capability in API:
+        capability.register(app)
+    app.blueprint([health.bp, api])
+    if settings.metrics_enabled:
+        metrics_routes.register(app)
+
+    app.on_request(bind_request_context, priority=1)  # first: the API group's authentication logs with it
+    app.error_handler.add(Exception, render_error)
+    app.error_handler.add(RequestCancelled, render_error)  # a CancelledError, not an Exception
+    app.register_middleware(log_access, "response")
+    lifecycle.manage(app)
+    return app
+
+
+def _configure(app: Sanic, settings: Settings) -> None:
     app.config.update(
         REQUEST_MAX_SIZE=MAX_BODY_BYTES,
         ACCESS_LOG=False,  # log_access writes the access line, with trace_id and user_id
@@ -63,55 +78,25 @@ def create_app(*, settings: Settings | None = None) -> Sanic:
         OAS_UI_DEFAULT="swagger",
         OAS_URL_PREFIX="/docs",
     )
-    app.ctx.settings = settings
     app.ext.openapi.describe("samosaChaat chat API", version="1.0.0")
     app.ext.openapi.add_security_scheme("bearer", "http", scheme="bearer", bearer_format="JWT")
-    _wire_dependencies(app, settings)
-
-    register_tortoise(app, config=tortoise_config(settings.database_url, settings.database_pool_size))
-    app.blueprint([blueprints.health, blueprints.api])
-    app.on_request(bind_request_context, priority=1)  # first: the API group's authentication logs with it
-    app.error_handler.add(Exception, render_error)
-    app.error_handler.add(RequestCancelled, render_error)  # a CancelledError, not an Exception
-    app.register_middleware(log_access, "response")
-    if settings.metrics_enabled:
-        _add_metrics(app)
-    drain_answers_on_shutdown(app)
-    return app
 
 
-def _wire_dependencies(app: Sanic, settings: Settings) -> None:
+def _share(app: Sanic, settings: Settings) -> None:
+    """What every capability may have injected: the settings, the upstream clients, the running
+    answers, the user and the administrator, a page of a list."""
     auth_http = new_http_client(settings.auth_service_url, settings.internal_api_key)
     inference_http = new_http_client(settings.inference_service_url, settings.internal_api_key)
+    app.ctx.settings = settings
     app.ctx.http_clients = (auth_http, inference_http)
     app.ctx.authenticator = Authenticator(
         AuthClient(auth_http), settings.auth_cache_ttl_seconds, settings.auth_cache_max_size
     )
     answers = app.ctx.answers = build_answers(settings, store_salvaged)
+    app.ctx.inference = InferenceClient(inference_http, settings.inference_generate_url)
     app.ext.dependency(settings)
-    inference = InferenceClient(inference_http, settings.inference_generate_url)
+    app.ext.dependency(app.ctx.inference)
     app.ext.add_dependency(Answers, lambda: answers)  # by the interface, whichever implementation runs
-    app.ext.dependency(inference)
-    app.ext.dependency(Answering(answers, inference, settings))
     app.ext.add_dependency(AuthenticatedUser, current_user)
     app.ext.add_dependency(Administrator, current_administrator)
-    app.ext.add_dependency(Conversation, owned_conversation)
     app.ext.add_dependency(ListQuery, ListQuery.from_request)
-    app.ext.add_dependency(AdminUsersQuery, AdminUsersQuery.from_request)
-    app.after_server_stop(_close_clients)
-    # Opened once the worker's loop runs; closed after the drain (registered before it, so run after it).
-    app.before_server_start(lambda app: app.ctx.answers.open())
-    app.after_server_stop(lambda app: app.ctx.answers.close())
-
-
-def _add_metrics(app: Sanic) -> None:
-    app.blueprint(blueprints.metrics)
-    app.register_middleware(record_request, "response")
-    app.main_process_start(lambda _: metrics.reset_directory())
-    app.after_server_stop(lambda _: metrics.worker_stopped())
-    app.main_process_stop(lambda _: metrics.remove_own_directory())
-
-
-async def _close_clients(app: Sanic) -> None:
-    for client in app.ctx.http_clients:
-        await client.aclose()

@@ -90,22 +90,6 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).propagate = True
     # log_access writes the access line; `sanic --dev` turns Sanic's own (empty here) back on.
     logging.getLogger("sanic.access").disabled = True
-    logging.getLogger("tortoise").addFilter(_tortoise_shutdown_once())
-
-
-def _tortoise_shutdown_once() -> logging.Filter:
-    """Tortoise logs "Tortoise-ORM shutdown" twice per shutdown (register_tortoise's listener and
-    close_connections both do): keep the first of each pair."""
-    last_shutdown = [0.0]
-
-    def keep(record: logging.LogRecord) -> bool:
-        if record.getMessage() != "Tortoise-ORM shutdown":
-            return True
-        repeated = record.created - last_shutdown[0] < 1
-        last_shutdown[0] = record.created
-        return not repeated
-
-    return keep
 
 
 log = structlog.get_logger("samosachat_api.access")

@@ -227,18 +227,12 @@ async def eventually(check: Callable[[], object], timeout: float = 5.0) -> objec
         await asyncio.sleep(0.02)
 
 
-@pytest.fixture(scope="module")
-def module_redis_prefix() -> str:
-    return f"samosachat-test-{uuid.uuid4().hex[:12]}:"
-
-
 @pytest.fixture
-async def redis_prefix(redis_server: str, module_redis_prefix: str) -> AsyncIterator[str]:
-    """A Redis key prefix of this test module's own (the app under test is kept from one test to
-    the next when its settings stay the same); its keys are deleted after each test."""
+async def redis_prefix(redis_server: str) -> AsyncIterator[str]:
+    """A Redis key prefix of this test's own; its keys are deleted afterwards."""
     from redis import asyncio as aioredis
 
-    prefix = module_redis_prefix
+    prefix = f"samosachat-test-{uuid.uuid4().hex[:12]}:"
     try:
         yield prefix
     finally:

@@ -173,7 +173,7 @@ async def test_event_payloads_are_unchanged_with_ids(client, alice, upstreams):
 @pytest.fixture
 def slow_history(monkeypatch):
     """Preparing an answer (reading the history) takes 0.3 s; `failure` makes it fail after that."""
-    from samosachat_api.services import messages
+    from samosachat_api.messages import store as messages
 
     state = {"failure": None}
     recent, for_regenerate = messages.recent, messages.history_for_regenerate

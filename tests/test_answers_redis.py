@@ -12,7 +12,7 @@ import pytest
 from samosachat_api.answers import Answer
 from samosachat_api.answers.redis import RedisAnswers
 from samosachat_api.errors import AnswerInProgress
-from samosachat_api.streaming import store_salvaged
+from samosachat_api.messages.generation import store_salvaged
 
 from .conftest import closed_port, eventually, log_lines, new_conversation
 from .sse import parse, positions, post_stream, tokens

@@ -15,10 +15,11 @@ import asyncpg
 import httpx
 import pytest
 
-from samosachat_api import streaming
+from samosachat_api.messages import generation
 from samosachat_api.clients import inference
 from samosachat_api.logging import trace_id_of
-from samosachat_api.services import conversations, messages
+from samosachat_api.conversations import store as conversations
+from samosachat_api.messages import store as messages
 
 from .conftest import ROOT, log_lines, new_conversation
 from .sse import parse, tokens
@@ -91,7 +92,7 @@ async def test_a_full_connection_pool_is_a_503(client, alice, monkeypatch):
 
 @pytest.fixture
 def quick_retries(monkeypatch):
-    monkeypatch.setattr(streaming, "STORE_RETRY_PAUSES", (0.01, 0.01))
+    monkeypatch.setattr(generation, "STORE_RETRY_PAUSES", (0.01, 0.01))
 
 
 async def test_storing_an_answer_tries_again_while_the_database_is_away(quick_retries, client, alice, upstreams, db, monkeypatch):

@@ -142,7 +142,7 @@ async def test_history_window_limits(client, alice, upstreams, db, app):
 
 def test_character_budget_drops_oldest_but_always_sends_newest():
     from samosachat_api.models import Message, Role
-    from samosachat_api.services.messages import history_for_model
+    from samosachat_api.messages.prompt import history_for_model
 
     def contents(texts, budget):
         return [m["content"] for m in history_for_model([Message(role=Role.USER, content=t) for t in texts], budget)]

@@ -1,12 +1,14 @@
+"""The admin dashboard's routes (administrators only)."""
+
 from __future__ import annotations
 
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
-from ..auth import Administrator
-from ..schemas import AdminUsersOut, AdminUsersQuery
-from ..services import admin
-from ._docs import api_route, query_parameters, render, responses
+from ..web.auth import Administrator
+from ..web.routes import api_route, query_parameters, render, responses
+from . import store
+from .schemas import AdminUsersOut, AdminUsersQuery
 
 bp = Blueprint("admin", url_prefix="/admin")
 
@@ -18,5 +20,5 @@ bp = Blueprint("admin", url_prefix="/admin")
     parameter=query_parameters(AdminUsersQuery),
 )
 async def list_users(request: Request, admin_user: Administrator, query: AdminUsersQuery) -> HTTPResponse:
-    items, totals = await admin.users_page(query.limit, query.offset)
+    items, totals = await store.users_page(query.limit, query.offset)
     return render(AdminUsersOut(items=items, totals=totals))

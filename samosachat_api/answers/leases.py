@@ -14,16 +14,17 @@ from tortoise.timezone import now
 
 from .. import sql
 from ..models import Conversation
+from ..owner import owned
 
 
 # The statements of every answer are written in SQL (see samosachat_api/sql.py); `renew`, once
 # every few seconds, stays with Tortoise.
-CLAIM = """
+CLAIM = f"""
 UPDATE conversations SET answer_lease_owner = $1, answer_lease_until = $2
-WHERE id = $3 AND user_id = $6 AND (answer_lease_until IS NULL OR answer_lease_until < $4 OR answer_lease_owner LIKE $5)
-  AND (SELECT COUNT(*) FROM conversations WHERE user_id = $6 AND answer_lease_until >= $4) < $7
+WHERE id = $3 AND {owned(6)} AND (answer_lease_until IS NULL OR answer_lease_until < $4 OR answer_lease_owner LIKE $5)
+  AND (SELECT COUNT(*) FROM conversations WHERE {owned(6)} AND answer_lease_until >= $4) < $7
 """
-RUNNING_FOR_USER = "SELECT COUNT(*) AS running FROM conversations WHERE user_id = $1 AND answer_lease_until >= $2"
+RUNNING_FOR_USER = f"SELECT COUNT(*) AS running FROM conversations WHERE {owned(1)} AND answer_lease_until >= $2"
 # Not scoped by user: only this process's own lease (`<process>:<answer>`), taken by CLAIM, which is.
 RELEASE = """
 UPDATE conversations SET answer_lease_owner = NULL, answer_lease_until = NULL WHERE id = $1 AND answer_lease_owner = $2

@@ -1,3 +1,5 @@
+"""The conversation routes: list, create, read, rename, delete."""
+
 from __future__ import annotations
 
 from uuid import UUID
@@ -8,16 +10,10 @@ from sanic.response import HTTPResponse
 from ..answers import Answers
 from ..clients import AuthenticatedUser
 from ..models import Conversation
-from ..schemas import (
-    ConversationDetailOut,
-    ConversationOut,
-    ConversationPageOut,
-    CreateConversation,
-    ListQuery,
-    RenameConversation,
-)
-from ..services import conversations
-from ._docs import api_route, query_parameters, render, responses
+from ..web.routes import api_route, query_parameters, render, responses
+from ..web.schemas import ListQuery
+from . import store
+from .schemas import ConversationDetailOut, ConversationOut, ConversationPageOut, CreateConversation, RenameConversation
 
 bp = Blueprint("conversations", url_prefix="/conversations")
 
@@ -29,15 +25,15 @@ bp = Blueprint("conversations", url_prefix="/conversations")
     parameter=query_parameters(ListQuery),
 )
 async def list_conversations(request: Request, user: AuthenticatedUser, query: ListQuery) -> HTTPResponse:
-    page = await conversations.list_page(user.id, query.limit, query.offset)
-    grouped = conversations.group_by_day(page)
+    page = await store.list_page(user.id, query.limit, query.offset)
+    grouped = store.group_by_day(page)
     return render({"items": page, "grouped": grouped, "limit": query.limit, "offset": query.offset})
 
 
 @bp.post("")
 @api_route("Create a conversation", responses({201: ConversationOut}, 400), optional_body=CreateConversation)
 async def create_conversation(request: Request, body: CreateConversation, user: AuthenticatedUser) -> HTTPResponse:
-    conversation = await conversations.create(user.id, body.title, body.model_tag)
+    conversation = await store.create(user.id, body.title, body.model_tag)
     return render(ConversationOut.model_validate(conversation), status=201)
 
 
@@ -47,7 +43,7 @@ async def create_conversation(request: Request, body: CreateConversation, user: 
     responses({200: ConversationDetailOut}, 404),
 )
 async def get_conversation(request: Request, conversation_id: UUID, conversation: Conversation, answers: Answers) -> HTTPResponse:
-    history = await conversations.messages_of(conversation, running=await answers.running(conversation.id))
+    history = await store.messages_of(conversation, running=await answers.running(conversation.id))
     return render({**ConversationOut.model_validate(conversation).model_dump(), "messages": history})
 
 
@@ -56,7 +52,7 @@ async def get_conversation(request: Request, conversation_id: UUID, conversation
 async def rename_conversation(
     request: Request, conversation_id: UUID, body: RenameConversation, conversation: Conversation
 ) -> HTTPResponse:
-    await conversations.rename(conversation, body.title)
+    await store.rename(conversation, body.title)
     return render(ConversationOut.model_validate(conversation))
 
 
@@ -65,6 +61,6 @@ async def rename_conversation(
 async def delete_conversation(
     request: Request, conversation_id: UUID, conversation: Conversation, answers: Answers
 ) -> HTTPResponse:
-    await conversations.delete(conversation)
+    await store.delete(conversation)
     await answers.stop(conversation.id)  # an answer being generated has nowhere to go
     return empty()

@@ -12,24 +12,25 @@ from tortoise.timezone import now
 from .. import sql
 from ..answers import RunningAnswer
 from ..errors import ConversationNotFound
-from ..models import DEFAULT_MODEL_TAG, DEFAULT_TITLE, Conversation, Message, Role
+from ..models import DEFAULT_MODEL_TAG, DEFAULT_TITLE, Conversation, Role
+from ..owner import Owner, owned
 
 
 # The hot reads are written in SQL (see samosachat_api/sql.py) and return rows, dicts of the
 # columns shown, rather than model objects: building either through Tortoise cost more than the
 # query itself (bench/README.md).
-LIST_PAGE = """
+LIST_PAGE = f"""
 SELECT id, user_id, title, model_tag, is_favorited, created_at, updated_at FROM conversations
-WHERE user_id = $1 ORDER BY updated_at DESC, id DESC LIMIT $2 OFFSET $3
+WHERE {owned(1)} ORDER BY updated_at DESC, id DESC LIMIT $2 OFFSET $3
 """
-CONVERSATION = "SELECT * FROM conversations WHERE id = $1 AND user_id = $2"
+CONVERSATION = f"SELECT * FROM conversations WHERE id = $1 AND {owned(2)}"
 # Columns the old service left nullable are shown as 0 / "" rather than null.
-MESSAGES = """
+MESSAGES = f"""
 SELECT messages.id, conversation_id, role, content, COALESCE(token_count, 0) AS token_count,
        COALESCE(messages.model_tag, '') AS model_tag, COALESCE(inference_time_ms, 0) AS inference_time_ms,
        COALESCE(time_to_first_token_ms, 0) AS time_to_first_token_ms, status, messages.created_at
 FROM messages JOIN conversations ON conversations.id = messages.conversation_id
-WHERE conversation_id = $1 AND conversations.user_id = $2 ORDER BY messages.created_at
+WHERE conversation_id = $1 AND {owned(2)} ORDER BY messages.created_at
 """
 
 
@@ -85,11 +86,11 @@ def _generating_message(conversation: Conversation, running: RunningAnswer) -> d
 
 async def rename(conversation: Conversation, title: str) -> None:
     changed = {"title": title, "title_set_by_user": True, "updated_at": now()}
-    if not await Conversation.owned_by(conversation.user_id).filter(id=conversation.id).update(**changed):
+    if not await Owner(conversation.user_id).conversations().filter(id=conversation.id).update(**changed):
         raise ConversationNotFound()  # deleted since it was read
     conversation.update_from_dict(changed)
 
 
 async def delete(conversation: Conversation) -> None:
-    if not await Conversation.owned_by(conversation.user_id).filter(id=conversation.id).delete():
+    if not await Owner(conversation.user_id).conversations().filter(id=conversation.id).delete():
         raise ConversationNotFound()  # deleted since it was read

@@ -1,3 +1,5 @@
+"""Liveness and readiness, outside the authenticated API."""
+
 from __future__ import annotations
 
 import structlog
@@ -6,9 +8,9 @@ from sanic.response import JSONResponse
 from sanic_ext import openapi
 
 from ..answers import Answers
-from ..schemas import HealthOut, ReadinessOut
-from ..services.health import database_problem
-from ._docs import responses
+from ..web.routes import responses
+from .checks import database_problem
+from .schemas import HealthOut, ReadinessOut
 
 bp = Blueprint("health", url_prefix="/api/health")
 log = structlog.get_logger(__name__)

@@ -1,12 +1,14 @@
+"""The inference service's models: listed for everyone, swapped by administrators."""
+
 from __future__ import annotations
 
 from sanic import Blueprint, Request, json
 from sanic.response import JSONResponse
 
-from ..auth import Administrator
 from ..clients import InferenceClient
-from ..schemas import SwapModel
-from ._docs import api_route, responses
+from ..web.auth import Administrator
+from ..web.routes import api_route, responses
+from .schemas import SwapModel
 
 UPSTREAM_JSON = {"application/json": {"schema": {"description": "The inference service's JSON, unchanged"}}}
 

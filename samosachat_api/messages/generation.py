@@ -1,4 +1,4 @@
-"""An answer's generation (upstream tokens -> events -> stored message) and its SSE relay."""
+"""An answer's generation: the upstream's tokens become events, then the stored message."""
 
 from __future__ import annotations
 
@@ -13,22 +13,20 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import structlog
-from sanic import Request
 
-from . import metrics
-from .answers import Answer, Answers, Batch
-from .clients import InferenceClient
-from .errors import DATABASE_ERRORS, UpstreamError
-from .models import Conversation, Message, MessageStatus
+from .. import metrics
+from ..answers import Answer, Answers, Batch
+from ..clients import InferenceClient
+from ..errors import DATABASE_ERRORS, UpstreamError
+from ..models import Conversation, Message, MessageStatus
+from ..settings import Settings
+from . import prompt, store
 from .schemas import GenerationParams, SendMessage
-from .services import messages
-from .settings import Settings
 
 log = structlog.get_logger(__name__)
 
 DONE = json.dumps({"done": True})
 STORE_RETRY_PAUSES = (1.5, 3.5)  # three tries over about 5 s
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 @dataclass(frozen=True)
@@ -52,11 +50,9 @@ class AnswerJob:
         def chosen(value, default):
             return default if value is None else value
 
-        prompt = settings.thinking_system_prompt if params.thinking_mode else settings.system_prompt
+        system = settings.thinking_system_prompt if params.thinking_mode else settings.system_prompt
         payload = {
-            "messages": messages.with_system_prompt(
-                messages.history_for_model(history, settings.max_token_budget), prompt
-            ),
+            "messages": prompt.with_system_prompt(prompt.history_for_model(history, settings.max_token_budget), system),
             "temperature": chosen(params.temperature, settings.inference_default_temperature),
             "max_tokens": chosen(params.max_tokens, settings.inference_default_max_tokens),
             "top_k": chosen(params.top_k, settings.inference_default_top_k),
@@ -85,33 +81,34 @@ class AnswerJob:
 
 @dataclass(frozen=True)
 class Answering:
-    """Starts answers: what the routes that ask (or ask again) call."""
+    """Starts answers: what the routes that ask (or ask again) call. Each returns the answer's
+    events, for the route to relay."""
 
     answers: Answers
     inference: InferenceClient
     settings: Settings
 
     async def ask(
-        self, request: Request, conversation: Conversation, question: SendMessage, idempotency_key: str | None = None
-    ) -> None:
+        self, conversation: Conversation, question: SendMessage, idempotency_key: str | None = None
+    ) -> AsyncIterator[Batch]:
         async def prepare() -> AnswerJob:
             limit = self.settings.max_conversation_history
-            history = await messages.add_user_message(conversation, question.content, limit, idempotency_key)
+            history = await store.add_user_message(conversation, question.content, limit, idempotency_key)
             return AnswerJob.build(conversation, history, question, self.settings)
 
-        await self._answer(request, conversation, prepare)
+        return await self._answer(conversation, prepare)
 
-    async def regenerate(self, request: Request, conversation: Conversation, params: GenerationParams) -> None:
+    async def regenerate(self, conversation: Conversation, params: GenerationParams) -> AsyncIterator[Batch]:
         async def prepare() -> AnswerJob:
             limit = self.settings.max_conversation_history
-            history, replaces = await messages.history_for_regenerate(conversation, limit)
+            history, replaces = await store.history_for_regenerate(conversation, limit)
             return AnswerJob.build(conversation, history, params, self.settings, replaces)
 
-        await self._answer(request, conversation, prepare)
+        return await self._answer(conversation, prepare)
 
-    async def _answer(self, request: Request, conversation: Conversation, prepare) -> None:
+    async def _answer(self, conversation: Conversation, prepare) -> AsyncIterator[Batch]:
         generating = functools.partial(generate, inference=self.inference, timeout=self.settings.answer_timeout_seconds)
-        await relay(request, await self.answers.start(conversation.id, conversation.user_id, prepare, generating))
+        return await self.answers.start(conversation.id, conversation.user_id, prepare, generating)
 
 
 @dataclass
@@ -176,7 +173,7 @@ async def _store(job: AnswerJob, received: _Received, elapsed_ms: int) -> None:
         log.info("answer_stopped_before_first_token")
         return
     stored = await _store_with_retries(
-        messages.StoredAnswer(
+        store.StoredAnswer(
             job.message_id,
             MessageStatus.STOPPED if stopped else MessageStatus.COMPLETE,
             job.user_id,
@@ -198,11 +195,11 @@ async def _store(job: AnswerJob, received: _Received, elapsed_ms: int) -> None:
     )
 
 
-async def _store_with_retries(answer: messages.StoredAnswer) -> bool:
+async def _store_with_retries(answer: store.StoredAnswer) -> bool:
     """Store the answer, trying again while the database is briefly away (a restart, a full pool)."""
     for pause in (*STORE_RETRY_PAUSES, None):
         try:
-            return await messages.store_answer(answer)
+            return await store.store_answer(answer)
         except DATABASE_ERRORS as exc:
             if pause is None:
                 raise
@@ -218,19 +215,3 @@ async def store_salvaged(record: dict[str, Any], events: list[str], elapsed_ms: 
         if isinstance(event, dict) and "token" in event:
             received.tokens.append(str(event["token"]))
     await _store(AnswerJob.from_record(record), received, elapsed_ms)
-
-
-def _event(event_id: int, data: str) -> str:
-    data = data.replace("\n", "\ndata: ")  # multi-line data (rare) needs a `data:` field per line
-    return f"id: {event_id}\ndata: {data}\n\n"
-
-
-async def relay(request: Request, events: AsyncIterator[Batch]) -> None:
-    """Send an answer's events as Server-Sent Events, with `: ping` when idle."""
-    response = await request.respond(content_type="text/event-stream", headers=SSE_HEADERS)
-    async for first_id, batch in events:
-        if not batch:
-            await response.send(": ping\n\n")
-        else:  # all the events that arrived since the last send, in one write
-            await response.send("".join(_event(i, data) for i, data in enumerate(batch, first_id)))
-    await response.eof()

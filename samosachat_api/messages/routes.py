@@ -13,9 +13,10 @@ from sanic_ext.extensions.openapi.types import Schema
 
 from ..answers import Answers
 from ..models import Conversation
-from ..schemas import GenerationParams, SendMessage, StoppedOut
-from ..streaming import Answering, relay
-from ._docs import EVENT_STREAM, api_route, render, responses
+from ..web.routes import EVENT_STREAM, api_route, render, responses
+from ..web.sse import relay
+from .generation import Answering
+from .schemas import GenerationParams, SendMessage, StoppedOut
 
 bp = Blueprint("messages", url_prefix="/conversations/<conversation_id:uuid>")
 
@@ -34,7 +35,7 @@ EVENT_ID_SCHEMA = Schema(type="integer", minimum=0, maximum=999_999_999)
 async def send_message(
     request: Request, conversation_id: UUID, body: SendMessage, conversation: Conversation, answering: Answering
 ) -> None:
-    await answering.ask(request, conversation, body, _idempotency_key(request))
+    await relay(request, await answering.ask(conversation, body, _idempotency_key(request)))
 
 
 @bp.post("/regenerate")
@@ -46,7 +47,7 @@ async def send_message(
 async def regenerate(
     request: Request, conversation_id: UUID, body: GenerationParams, conversation: Conversation, answering: Answering
 ) -> None:
-    await answering.regenerate(request, conversation, body)
+    await relay(request, await answering.regenerate(conversation, body))
 
 
 @bp.get("/stream")

@@ -1,4 +1,4 @@
-"""Messages of a conversation: the user's turns, the stored answers, and the history sent upstream."""
+"""Messages of a conversation: the user's questions and the stored answers."""
 
 from __future__ import annotations
 
@@ -13,27 +13,28 @@ from tortoise.transactions import in_transaction
 from .. import sql
 from ..errors import AlreadyAnswered, AnswerInProgress, ConversationNotFound, NothingToAnswer
 from ..models import DEFAULT_TITLE, Conversation, Message, MessageStatus, Role
+from ..owner import Owner, owned
 
 TITLE_LENGTH = 80
 
 # The statements of every question and answer are written in SQL (see samosachat_api/sql.py).
-RECENT = """
+RECENT = f"""
 SELECT messages.* FROM messages JOIN conversations ON conversations.id = messages.conversation_id
-WHERE messages.conversation_id = $1 AND conversations.user_id = $2 ORDER BY messages.created_at DESC LIMIT $3
+WHERE messages.conversation_id = $1 AND {owned(2)} ORDER BY messages.created_at DESC LIMIT $3
 """
 # Only into a conversation of the answer's owner ($11). Written with WITH, so that Tortoise counts
 # the rows it returns (for an INSERT it reads the OID of `INSERT 0 1`): hence RETURNING id.
-INSERT_ANSWER = """
-WITH owned AS (SELECT id FROM conversations WHERE id = $2 AND user_id = $11)
+INSERT_ANSWER = f"""
+WITH owned AS (SELECT id FROM conversations WHERE id = $2 AND {owned(11)})
 INSERT INTO messages (id, conversation_id, role, content, status, token_count, inference_time_ms,
                       time_to_first_token_ms, model_tag, created_at)
 SELECT $1, id, $3, $4, $5, $6, $7, $8, $9, $10 FROM owned RETURNING id
 """
-TOUCH = "UPDATE conversations SET updated_at = $1 WHERE id = $2 AND user_id = $3"
+TOUCH = f"UPDATE conversations SET updated_at = $1 WHERE id = $2 AND {owned(3)}"
 # The title is decided here, so that a rename made meanwhile in another tab wins; NULL keeps it.
-TOUCH_AND_TITLE = """
+TOUCH_AND_TITLE = f"""
 UPDATE conversations SET updated_at = $1, title = CASE WHEN title_set_by_user THEN title ELSE COALESCE($4, title) END
-WHERE id = $2 AND user_id = $3
+WHERE id = $2 AND {owned(3)}
 """
 # Both in one statement, so that neither happens without the other: TOUCH_AND_TITLE's values, then
 # the question's. Tortoise counts the rows a statement starting
@@ -45,19 +46,6 @@ SELECT $5, $6, $7, $8, $9, $10, $11 FROM touched RETURNING id
 """
 
 
-def history_for_model(messages: list[Message], max_characters: int) -> list[dict[str, str]]:
-    """The newest messages, oldest first, dropping older ones once their characters exceed
-    `max_characters`; the newest is always kept, however long it is."""
-    kept: list[Message] = []
-    characters = 0
-    for message in reversed(messages):
-        characters += len(message.content)
-        if kept and characters > max_characters:
-            break
-        kept.append(message)
-    return [{"role": m.role.value, "content": m.content} for m in reversed(kept)]
-
-
 def title_from(question: str) -> str:
     """A conversation's title from its first question: whitespace collapsed, at most
     TITLE_LENGTH characters, cut at a word boundary where there is one."""
@@ -66,18 +54,6 @@ def title_from(question: str) -> str:
         head = title[: TITLE_LENGTH + 1]
         title = head.rsplit(" ", 1)[0] if " " in head else head[:TITLE_LENGTH]
     return title or DEFAULT_TITLE
-
-
-def with_system_prompt(history: list[dict[str, str]], prompt: str) -> list[dict[str, str]]:
-    """The history with `prompt` at the start of its first user message: the inference service
-    ignores `role: "system"`. Nothing is stored."""
-    if not prompt:
-        return history
-    for index, message in enumerate(history):
-        if message["role"] == Role.USER.value:
-            prompted = {**message, "content": f"{prompt}\n\n{message['content']}"}
-            return [*history[:index], prompted, *history[index + 1 :]]
-    return history
 
 
 async def add_user_message(
@@ -115,7 +91,7 @@ async def _touch_and_insert(question: Message, owner: UUID, title: str | None, i
 
 
 async def _question_with_key(conversation: Conversation, key: str) -> Message | None:
-    messages = Message.in_conversation_of(conversation.user_id, conversation.id)
+    messages = Owner(conversation.user_id).messages(conversation.id)
     stored = await messages.get_or_none(idempotency_key=key)
     if stored is not None and await messages.filter(created_at__gt=stored.created_at).exists():
         raise AlreadyAnswered()
@@ -170,7 +146,7 @@ async def store_answer(answer: StoredAnswer) -> bool:
             if not inserted:
                 return False
             if answer.replaces is not None:
-                await Message.in_conversation_of(owner, conversation_id).filter(id=answer.replaces).delete()
+                await Owner(owner).messages(conversation_id).filter(id=answer.replaces).delete()
             await sql.execute(TOUCH, stored_at, conversation_id, owner, connection=connection)
     except IntegrityError:  # the caller logs it
         return False

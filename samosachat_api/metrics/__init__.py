@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .settings import SettingsError, metrics_directory
+from ..settings import SettingsError, metrics_directory
 
 # Each worker writes its samples to files in this directory; it has to be known before
 # prometheus_client is imported. Workers inherit it from Sanic's main process, so only the first

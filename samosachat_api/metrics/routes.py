@@ -1,9 +1,11 @@
+"""GET /metrics, and the response middleware that counts every request."""
+
 from __future__ import annotations
 
 import hmac
 import time
 
-from sanic import Blueprint, Request, raw
+from sanic import Blueprint, Request, Sanic, raw
 from sanic.constants import HTTP_METHODS
 from sanic.exceptions import Unauthorized
 from sanic.response import HTTPResponse
@@ -33,3 +35,9 @@ async def record_request(request: Request, response: HTTPResponse) -> None:
     started = getattr(request.ctx, "started", None)
     if started is not None:
         metrics.REQUEST_SECONDS.labels(route).observe(time.perf_counter() - started)
+
+
+def register(app: Sanic) -> None:
+    """GET /metrics, and every request counted (METRICS_ENABLED=false leaves both out)."""
+    app.blueprint(bp)
+    app.register_middleware(record_request, "response")

@@ -1,5 +1,5 @@
-"""Bearer token -> user (validated by the auth service, cached briefly, one call per token at a time),
-and what the user may reach: the conversation a route names."""
+"""Bearer token -> user (validated by the auth service, cached briefly, one call per token at a
+time): the API group's middleware, and the user and the administrator as dependencies."""
 
 from __future__ import annotations
 
@@ -7,17 +7,14 @@ import asyncio
 import hashlib
 import time
 from dataclasses import dataclass
-from uuid import UUID
 
 import structlog
 from cachetools import TLRUCache, TTLCache
 from sanic import Request
 from sanic.exceptions import Forbidden, Unauthorized
 
-from . import metrics
-from .clients import AuthClient, AuthenticatedUser
-from .models import Conversation
-from .services import conversations
+from .. import metrics
+from ..clients import AuthClient, AuthenticatedUser
 
 log = structlog.get_logger(__name__)
 
@@ -96,9 +93,3 @@ def current_administrator(request: Request) -> Administrator:
     if not request.app.ctx.settings.is_admin(user.email, user.is_admin):
         raise Forbidden("Only administrators can do this")
     return Administrator(user)
-
-
-async def owned_conversation(request: Request, conversation_id: UUID) -> Conversation:
-    """The sanic-ext dependency behind a `conversation: Conversation` handler argument: the
-    route's conversation if it is the user's; another user's or a missing one is a 404."""
-    return await conversations.get(request.ctx.user.id, conversation_id)

@@ -1,4 +1,5 @@
-"""Shared by the blueprints: the documented responses of a route, and rendering one."""
+"""What every capability's routes share: the route decorator (its OpenAPI description and its
+body read), the documented responses, and rendering one."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from sanic_ext.extensions.openapi.definitions import (
 )
 from sanic_ext.extensions.openapi.types import Schema
 
-from ..inputs import parse_body
-from ..schemas import ErrorOut
+from .inputs import parse_body
+from .schemas import ErrorOut
 
 BEARER = {"bearer": []}
 

@@ -1,0 +1,5 @@
+"""Liveness and readiness (public: outside the authenticated API)."""
+
+from .routes import bp
+
+__all__ = ["bp"]
