@@ -48,6 +48,7 @@ def database(data_dir: Path, fresh: bool) -> Iterator[str]:
         return
     if fresh:
         shutil.rmtree(data_dir / "postgres", ignore_errors=True)
+        (data_dir / "token").unlink(missing_ok=True)
     with postgres_server(data_dir / "postgres") as server_url:
         yield asyncio.run(create_database(server_url, DATABASE_NAME))
 
@@ -97,8 +98,16 @@ def main() -> int:
     return 0
 
 
+def kept_token(data_dir: Path) -> str:
+    """The token of the user whose data is kept: the same from one run to the next."""
+    saved = data_dir / "token"
+    if not saved.exists():
+        saved.write_text(new_token(admin=True))
+    return saved.read_text().strip()
+
+
 def instructions(base_url: str, auth_url: str, inference_url: str, data_dir: Path, log: Path) -> str:
-    token = new_token(admin=True)
+    token = kept_token(data_dir)
 
     def origin(variable: str, embedded: str) -> str:
         return f"from {variable}" if os.environ.get(variable) else embedded

@@ -42,14 +42,12 @@ class ConversationNotFound(NotFound):
 class AnswerInProgress(SanicException):
     status_code = 409
     message = "An answer is already being generated for this conversation"
-    quiet = True
 
 
 class TooManyAnswers(SanicException):
     status_code = 429
     message = "Too many answers are being generated for you at once; try again when one has finished"
     headers = {"Retry-After": "5"}
-    quiet = True
 
 
 class AnswersUnavailable(SanicException):
@@ -61,19 +59,16 @@ class AnswersUnavailable(SanicException):
 class AlreadyAnswered(SanicException):
     status_code = 409
     message = "This question (Idempotency-Key) was already answered"
-    quiet = True
 
 
 class ShuttingDown(SanicException):
     status_code = 503
     message = "The service is restarting; try again in a moment"
-    quiet = True
 
 
 class UpstreamError(SanicException):
     status_code = 502
     message = "Upstream service error"
-    quiet = True
 
 
 class UpstreamUnavailable(UpstreamError):

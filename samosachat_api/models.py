@@ -10,7 +10,6 @@ from tortoise.fields.db_defaults import Now
 from tortoise.indexes import Index
 from tortoise.migrations.constraints import CheckConstraint, UniqueConstraint
 from tortoise.models import Model
-from tortoise.queryset import QuerySet
 from tortoise.timezone import now
 
 DEFAULT_TITLE = "New conversation"
@@ -52,12 +51,6 @@ class Conversation(Model):
         # Index takes no order (and PostgreSQL reads an index backwards as fast).
         indexes = [Index(fields=("user_id", "updated_at"), name="ix_conversations_user_updated")]
 
-    @classmethod
-    def owned_by(cls, user_id: UUID) -> QuerySet[Conversation]:
-        """Conversations as the service reads them: always scoped to one user (the statements
-        written in SQL carry the same condition)."""
-        return cls.filter(user_id=user_id)
-
 
 class Message(Model):
     id = fields.UUIDField(primary_key=True)
@@ -88,9 +81,3 @@ class Message(Model):
             UniqueConstraint(fields=("conversation", "idempotency_key"), name="ux_messages_idempotency_key"),
             CheckConstraint(check="role IN ('user', 'assistant', 'system')", name="messages_role_check"),
         ]
-
-    @classmethod
-    def in_conversation_of(cls, user_id: UUID, conversation_id: UUID) -> QuerySet[Message]:
-        """Messages of one conversation, and only if it belongs to `user_id`."""
-        return cls.filter(conversation_id=conversation_id, conversation__user_id=user_id)
-

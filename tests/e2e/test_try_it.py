@@ -119,10 +119,12 @@ def test_kept_data_fresh_starts_and_every_signal_stops_everything(tmp_path, tmp)
     assert_all_stopped(first, signal.SIGINT, data_dir, tmp)
 
     again = TryIt(data_dir, tmp)
-    assert [c["title"] for c in again.conversations(first.headers)] == ["kept"]
+    assert again.headers == first.headers  # the printed token is the kept data's user's
+    assert [c["title"] for c in again.conversations()] == ["kept"]
     assert_all_stopped(again, signal.SIGTERM, data_dir, tmp)
 
     fresh = TryIt(data_dir, tmp, "--fresh")
+    assert fresh.headers != first.headers
     assert fresh.conversations(first.headers) == []
     assert_all_stopped(fresh, signal.SIGHUP, data_dir, tmp)
 
