@@ -84,6 +84,14 @@ async def database_url(postgres_server: str) -> AsyncIterator[str]:
         await admin.close()
 
 
+async def empty_tables(database_url: str) -> None:
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute("TRUNCATE conversations, messages")
+    finally:
+        await connection.close()
+
+
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     """A direct connection for checking what the service stored; tables are emptied afterwards."""
@@ -91,8 +99,8 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     try:
         yield connection
     finally:
-        await connection.execute("TRUNCATE conversations, messages")
         await connection.close()
+        await empty_tables(database_url)
 
 
 @pytest.fixture

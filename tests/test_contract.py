@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, settings
 from dev.processes import stand_ins, web_service
 from dev.standins import new_token
 
+from .conftest import empty_tables
 from .support.openapi_document import published_document
 
 TOKEN = new_token()
@@ -29,11 +30,12 @@ REPLAYABLE = os.environ.get("CI") == "true"
 
 
 @pytest.fixture(scope="module")
-def live_service(database_url, tmp_path_factory):
+async def live_service(database_url, tmp_path_factory):
     with stand_ins() as upstream_urls, web_service(
         database_url, *upstream_urls, tmp_path_factory.mktemp("contract") / "web.log"
     ) as (_, base_url):
         yield base_url
+    await empty_tables(database_url)  # once it stopped, and stored what it was answering
 
 
 DOCUMENT = published_document()

@@ -14,6 +14,7 @@ import pytest
 
 from dev.processes import stand_ins, web_service
 
+from ..conftest import empty_tables
 from .api import Service, StoredRows
 
 # The servers run with a local time zone that is not UTC: what they store and send must not depend on it.
@@ -28,11 +29,12 @@ def upstream_urls(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def service(database_url: str, upstream_urls, tmp_path_factory) -> Iterator[Service]:
+async def service(database_url: str, upstream_urls, tmp_path_factory) -> AsyncIterator[Service]:
     """The server a module's tests talk to."""
     log = tmp_path_factory.mktemp("web") / "web.log"
     with web_service(database_url, *upstream_urls, log, TZ=SERVER_TZ) as (process, base_url):
         yield Service(base_url, database_url, log, *upstream_urls, process)
+    await empty_tables(database_url)  # once it stopped, and stored what it was answering
 
 
 @pytest.fixture
