@@ -46,7 +46,11 @@ def test_ctrl_c_on_the_dev_server_is_quiet(database_url):
         time.sleep(0.3)
     finally:
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole group
-        out, _ = process.communicate(timeout=30)
+        try:
+            out, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)  # never left running after the test
+            raise
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert sum(line["event"] == "request" for line in lines) >= 4
     assert not [line for line in lines if line["logger"] == "sanic.access" or not line["event"]]
