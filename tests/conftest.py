@@ -34,6 +34,7 @@ import httpx
 import pytest
 import respx
 from sanic import Sanic
+from tortoise import Tortoise
 
 from dev import embedded
 from dev.processes import release
@@ -164,6 +165,9 @@ class LiveApp:
             await server.after_stop()
         finally:
             Sanic._app_registry.pop(app.name, None)
+            # Tortoise's global context, even when the app did not stop cleanly: else every
+            # later app fails to start ("Global context fallback is already enabled").
+            await Tortoise.close_connections()
 
 
 @pytest.fixture(scope="session")

@@ -64,6 +64,7 @@ class RedisAnswers(Answers):
         self._sharing: dict[str, tuple[asyncio.Task, list[int]]] = {}  # answer id -> (sharer, [shared count])
         self._unreleased: dict[str, Answer] = {}  # finished here, but Redis was away at the end
         self._tasks: list[asyncio.Task] = []
+        self._closing = False
         self._redis_down = False
         self._claim_script = redis.register_script(redis_scripts.CLAIM)
         self._finish_script = redis.register_script(redis_scripts.FINISH)
@@ -277,6 +278,9 @@ class RedisAnswers(Answers):
         ]
 
     async def close(self) -> None:
+        # The loops also end on the flag: a cancellation that meets a timeout inside redis-py may
+        # arrive as TimeoutError (an OSError), which the listener takes for a lost connection.
+        self._closing = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -292,11 +296,11 @@ class RedisAnswers(Answers):
         return {"redis": True}
 
     async def _listen_for_stops(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 async with self._redis.pubsub() as pubsub:
                     await pubsub.subscribe(self._channel)
-                    while True:
+                    while not self._closing:
                         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                         if message and (answer := self._by_id.get(message["data"])) is not None:
                             answer.stop()
@@ -305,7 +309,7 @@ class RedisAnswers(Answers):
                 await asyncio.sleep(1)
 
     async def _keep_leases(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(self._lease_ms / 3000)
             try:
                 await self._renew()
