@@ -28,6 +28,9 @@ os.environ["TMPDIR"] = tempfile.tempdir = TEMPORARY
 # The metrics of this process's own: xdist workers inherit the controller's environment, and a
 # directory shared would add up every process's requests.
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="metrics-")
+# The migrated database every test process copies its own from (see `database_url`); named by the
+# session's first process, whose environment xdist's workers inherit.
+TEMPLATE = os.environ.setdefault("SAMOSACHAT_TEST_TEMPLATE", f"samosachat_template_{uuid.uuid4().hex[:12]}")
 
 import asyncpg
 import httpx
@@ -62,7 +65,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_unconfigure(config) -> None:
+    if not hasattr(config, "workerinput"):  # the session's own process, not an xdist worker
+        asyncio.run(drop_template())
     shutil.rmtree(TEMPORARY, ignore_errors=True)
+
+
+async def drop_template() -> None:
+    """The template on the machine's server (an embedded one went with its test process)."""
+    url = os.environ.get("TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432")
+    if embedded.reachable(url):
+        admin = await asyncpg.connect(urlunsplit(urlsplit(url)._replace(path="/postgres")))
+        await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
+        await admin.close()
 
 
 @pytest.fixture(scope="session")
@@ -88,14 +102,19 @@ def redis_server() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 async def database_url(postgres_server: str) -> AsyncIterator[str]:
-    """A database of this test process's own, migrated by the Procfile's release command."""
+    """A database of this test process's own: a copy of the session's template, which the first
+    process to get here makes with the Procfile's release command (`tortoise migrate` once per
+    session, not once per process)."""
     name = f"samosachat_test_{uuid.uuid4().hex[:12]}"
-    url = await embedded.create_database(postgres_server, name)
+    admin = await asyncpg.connect(f"{postgres_server}/postgres")
     try:
-        release(url)
-        yield url
+        await admin.execute("SELECT pg_advisory_lock(hashtext($1))", TEMPLATE)
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", TEMPLATE):
+            release(await embedded.create_database(postgres_server, TEMPLATE))
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
+        await admin.execute("SELECT pg_advisory_unlock(hashtext($1))", TEMPLATE)
+        yield f"{postgres_server}/{name}"
     finally:
-        admin = await asyncpg.connect(f"{postgres_server}/postgres")
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
 
