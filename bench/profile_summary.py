@@ -52,11 +52,11 @@ def parse(path: Path) -> list[tuple[list[tuple[str, str]], int]]:
 # Stages of this service's work, matched from the innermost frame outwards (the first match wins).
 STAGES = [
     ("relay to the client (streaming.relay, Answer.follow)", re.compile(r"^(relay|Answer\.follow)$")),
-    ("store the answer (streaming._store)", re.compile(r"^_store$")),
-    ("read + parse the upstream stream (streaming._read)", re.compile(r"^_read$")),
+    ("store the answer (messages.generation._store)", re.compile(r"^_store$")),
+    ("read + parse the upstream stream (messages.generation._read)", re.compile(r"^_read$")),
     ("database before the upstream call (get, add_user_message, recent)",
      re.compile(r"^(get|add_user_message|recent|history_for_regenerate)$")),
-    ("CRUD handlers (blueprints/conversations.py)",
+    ("CRUD handlers (conversations/routes.py)",
      re.compile(r"^(list_conversations|get_conversation|create_conversation|rename_conversation|delete_conversation)$")),
     ("other request handling (Sanic, validation, auth, logging, metrics)",
      re.compile(r"^(handle_request|connection_task|Http\.http1)$")),
