@@ -28,6 +28,7 @@ class TryIt:
 
     def __init__(self, data_dir: Path, tmp: Path, *args: str, **env: str) -> None:
         clean = {name: value for name, value in os.environ.items() if name not in OVERRIDES}
+        self.web_log = data_dir / "web.log"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "dev", "--data-dir", str(data_dir), *args], cwd=ROOT, stdout=subprocess.PIPE,
             text=True, start_new_session=True, env={**clean, "TMPDIR": str(tmp), **env},
@@ -57,7 +58,12 @@ class TryIt:
             os.killpg(self.process.pid, signum)
         else:
             self.process.send_signal(signum)
-        assert self.process.wait(timeout=45) == 0
+        try:
+            assert self.process.wait(timeout=45) == 0
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            web_log = self.web_log.read_text()[-4000:] if self.web_log.exists() else "(no web log)"
+            raise AssertionError(f"python -m dev did not stop within 45 s of {signal.Signals(signum).name}; its web log ends:\n{web_log}") from None
         return time.monotonic() - started
 
     def conversations(self, headers: dict[str, str] | None = None) -> list[dict]:
