@@ -77,6 +77,8 @@ def main() -> int:
         print(f"port {args.port} is taken; using {port}", flush=True)
     for signum in (signal.SIGTERM, signal.SIGHUP):  # leave through the `with` blocks: they stop the children
         signal.signal(signum, lambda *_: sys.exit(0))
+    # Ctrl-C even when started by a parent that ignores SIGINT (Python then leaves it ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     internal_key = os.environ.get("INTERNAL_API_KEY") or INTERNAL_KEY
     data_dir = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,8 @@ class TryIt:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "dev", "--data-dir", str(data_dir), *args], cwd=ROOT, stdout=subprocess.PIPE,
             text=True, start_new_session=True, env={**clean, "TMPDIR": str(tmp), **env},
+            # Started as a parent that ignores SIGINT would (as pytest-xdist's workers may): Ctrl-C still stops it.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         )
         try:
             self.out = self._read_until_token()
