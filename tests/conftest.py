@@ -70,11 +70,14 @@ def pytest_unconfigure(config) -> None:
     shutil.rmtree(TEMPORARY, ignore_errors=True)
 
 
+# The machine's PostgreSQL server, without a database name.
+MACHINE_POSTGRES = urlunsplit(urlsplit(os.environ.get("TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432"))._replace(path=""))
+
+
 async def drop_template() -> None:
     """The template on the machine's server (an embedded one went with its test process)."""
-    url = os.environ.get("TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432")
-    if embedded.reachable(url):
-        admin = await asyncpg.connect(urlunsplit(urlsplit(url)._replace(path="/postgres")))
+    if embedded.reachable(MACHINE_POSTGRES):
+        admin = await asyncpg.connect(f"{MACHINE_POSTGRES}/postgres")
         await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
         await admin.close()
 
@@ -82,9 +85,8 @@ async def drop_template() -> None:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A PostgreSQL server's URL, without a database name."""
-    url = os.environ.get("TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432")
-    if embedded.reachable(url):
-        yield urlunsplit(urlsplit(url)._replace(path=""))
+    if embedded.reachable(MACHINE_POSTGRES):
+        yield MACHINE_POSTGRES
         return
     with embedded.postgres_server(Path(TEMPORARY) / "postgres", durable=False) as url:
         yield url

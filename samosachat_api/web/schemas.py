@@ -15,9 +15,8 @@ from typing import Annotated
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
-from sanic_ext import openapi
-
 from sanic import Request
+from sanic_ext import openapi
 
 from .inputs import NO_NUL, parse_query
 
